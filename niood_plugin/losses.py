@@ -1,0 +1,111 @@
+"""Inversion losses (report section 2.1.1) and class-balanced weights (section 3.2).
+
+``L_inv = alpha * KL + beta * CE + gamma * Cosine + delta * Ortho`` where, for the
+classifier's logits ``z`` on generated images and its penultimate features ``f``:
+
+* ``KL  = KL(P || Q)``, P the conditioning distribution, Q = softmax(z) (batch mean);
+* ``CE  = -log softmax(z)[y]`` for the conditioned label y (batch mean);
+* ``Cosine = 1/(N(N-1)) * sum_{i != j} cos(f_i, f_j)``: minimising it spreads features apart
+  (diversity); with ``labels`` the pairs are taken within each label only;
+* ``Ortho = 1/N^2 * sum_{i,j} (G_ij - delta_ij)^2`` with ``G`` the Gram matrix of the
+  L2-normalised features: it pushes features towards mutual orthogonality.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def kl_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """``KL(target || softmax(logits))`` averaged over the batch."""
+    return F.kl_div(F.log_softmax(logits, dim=1), target, reduction="batchmean")
+
+
+def ce_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def _normalised_gram(features: Tensor) -> Tensor:
+    f = F.normalize(features.flatten(1), dim=1, eps=1e-8)
+    return f @ f.T
+
+
+def cosine_loss(features: Tensor, labels: Tensor | None = None) -> Tensor:
+    """Mean cosine similarity over ordered pairs ``i != j`` (same-label pairs if ``labels``)."""
+    n = features.shape[0]
+    gram = _normalised_gram(features)
+    mask = ~torch.eye(n, dtype=torch.bool, device=features.device)
+    if labels is not None:
+        mask &= labels[:, None] == labels[None, :]
+    pairs = mask.sum()
+    if pairs == 0:
+        return features.sum() * 0.0
+    return (gram * mask).sum() / pairs
+
+
+def orthogonality_loss(features: Tensor) -> Tensor:
+    """``1/N^2 * ||G - I||_F^2`` for the normalised-feature Gram matrix ``G``."""
+    n = features.shape[0]
+    gram = _normalised_gram(features)
+    eye = torch.eye(n, device=features.device, dtype=gram.dtype)
+    return ((gram - eye) ** 2).sum() / (n * n)
+
+
+@dataclass(frozen=True)
+class InversionLossWeights:
+    """alpha (KL), beta (CE), gamma (cosine), delta (orthogonality); all must be >= 0."""
+
+    alpha: float = 0.0
+    beta: float = 1.0
+    gamma: float = 0.0
+    delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta", "gamma", "delta"):
+            value = getattr(self, name)
+            if not (value >= 0.0) or value != value or value == float("inf"):
+                raise ValueError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
+        if self.alpha == self.beta == self.gamma == self.delta == 0:
+            raise ValueError("all inversion loss weights are 0: set at least one of alpha, beta, gamma, delta")
+
+
+def inversion_loss(logits: Tensor, features: Tensor, labels: Tensor, target: Tensor,
+                   w: InversionLossWeights) -> tuple[Tensor, dict[str, float]]:
+    """Weighted sum of the four terms; terms with weight 0 are not computed."""
+    total = logits.new_zeros(())
+    parts: dict[str, float] = {}
+    if w.alpha:
+        term = kl_loss(logits, target)
+        total = total + w.alpha * term
+        parts["kl"] = float(term.detach())
+    if w.beta:
+        term = ce_loss(logits, labels)
+        total = total + w.beta * term
+        parts["ce"] = float(term.detach())
+    if w.gamma:
+        term = cosine_loss(features, labels)
+        total = total + w.gamma * term
+        parts["cosine"] = float(term.detach())
+    if w.delta:
+        term = orthogonality_loss(features)
+        total = total + w.delta * term
+        parts["ortho"] = float(term.detach())
+    return total, parts
+
+
+def class_balanced_weights(counts: Tensor) -> Tensor:
+    """``w_c = N / (C * n_c)`` (scikit-learn's ``class_weight="balanced"``) from class counts.
+
+    Classes with no examples get weight 0 (they never appear in the loss).
+    """
+    counts = counts.to(torch.float64)
+    present = counts > 0
+    n_present = int(present.sum())
+    if n_present == 0:
+        raise ValueError("class_balanced_weights: every class count is 0")
+    weights = torch.zeros_like(counts)
+    weights[present] = counts.sum() / (n_present * counts[present])
+    return weights.to(torch.float32)

@@ -1,0 +1,95 @@
+"""Models by name: the report's architectures and any timm model.
+
+>>> clf = build_classifier("report28", num_outputs=11, in_channels=1)   # K+1 = 11 logits
+>>> gen = build_generator("report28", num_classes=11, nz=100, out_channels=1)
+>>> clf = build_classifier("resnet18", num_outputs=11, in_channels=3)   # any timm name
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .protocol import FeatureClassifier, check_feature_classifier, num_outputs
+from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
+                     Report32Generator)
+from .timm_adapter import TimmClassifier
+
+_CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
+    "report28": Report28Classifier,
+    "report32": Report32Classifier,
+}
+_GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    "report28": Report28Generator,
+    "report32": Report32Generator,
+}
+
+
+def register_classifier(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Register ``factory(num_outputs=, in_channels=, **kw)`` under ``name``."""
+    _CLASSIFIERS[name] = factory
+
+
+def register_generator(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Register ``factory(num_classes=, nz=, out_channels=, conditioning=, **kw)`` under ``name``."""
+    _GENERATORS[name] = factory
+
+
+def list_classifiers() -> list[str]:
+    """Our registered names; any ``timm.list_models()`` name is accepted as well."""
+    return sorted(_CLASSIFIERS)
+
+
+def list_generators() -> list[str]:
+    return sorted(_GENERATORS)
+
+
+def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) -> nn.Module:
+    """A classifier returning exactly ``num_outputs`` logits (pass K+1 for the garbage model).
+
+    ``name`` is one of :func:`list_classifiers` or any timm model name.
+    """
+    if num_outputs < 2:
+        raise ValueError(f"num_outputs must be >= 2, got {num_outputs}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    if name in _CLASSIFIERS:
+        return _CLASSIFIERS[name](num_outputs=num_outputs, in_channels=in_channels, **kwargs)
+    import timm
+
+    if timm.is_model(name):
+        return TimmClassifier.create(name, num_outputs, in_channels, **kwargs)
+    raise ValueError(
+        f"unknown classifier {name!r}: use one of {list_classifiers()} or a timm model name "
+        "(see timm.list_models())"
+    )
+
+
+def build_generator(name: str, num_classes: int, nz: int = 100, out_channels: int = 1,
+                    conditioning: str = "vector", **kwargs) -> nn.Module:
+    """A conditional generator ``G(z, vector=, matrix=)`` producing images in [-1, 1]."""
+    if name not in _GENERATORS:
+        raise ValueError(f"unknown generator {name!r}: use one of {list_generators()}")
+    return _GENERATORS[name](num_classes=num_classes, nz=nz, out_channels=out_channels,
+                             conditioning=conditioning, **kwargs)
+
+
+def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
+    """The report generator matching ``(C, H, W)``: ``report28`` or ``report32``."""
+    size = image_shape[1:]
+    if size == (28, 28):
+        return "report28"
+    if size == (32, 32):
+        return "report32"
+    raise ValueError(
+        f"no registered generator makes {size[0]}x{size[1]} images; resize the data to 28x28 or "
+        "32x32, or pass generator=... / register_generator(...)"
+    )
+
+
+__all__ = [
+    "CONDITIONINGS", "FeatureClassifier", "Report28Classifier", "Report28Generator",
+    "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
+    "build_generator", "check_feature_classifier", "generator_for_shape", "list_classifiers",
+    "list_generators", "num_outputs", "register_classifier", "register_generator",
+]

@@ -1,0 +1,56 @@
+"""The small contract every classifier in niood-plugin satisfies.
+
+Network inversion needs the classifier's penultimate features (for the cosine and
+orthogonality losses) as well as its logits, and the feature-based detectors of
+pytorch-ood (Mahalanobis, KNN, ViM) need the same features.  We therefore ask for
+two methods instead of one ``forward``::
+
+    features(x) -> Tensor[B, D]     # penultimate features
+    head(f)     -> Tensor[B, M]     # logits from those features (a linear layer)
+
+and ``forward(x) == head(features(x))``.  Any ``nn.Module`` with these methods works;
+:func:`niood_plugin.models.build_classifier` returns such modules for the report's
+architectures and wraps any timm model.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+
+@runtime_checkable
+class FeatureClassifier(Protocol):
+    """A classifier that exposes its penultimate features (see module docstring)."""
+
+    def features(self, x: Tensor) -> Tensor: ...
+
+    def head(self, f: Tensor) -> Tensor: ...
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+
+def check_feature_classifier(model: object) -> None:
+    """Raise ``TypeError`` with a fix if ``model`` does not follow the protocol."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module classifier, got {type(model).__name__}")
+    missing = [m for m in ("features", "head") if not callable(getattr(model, m, None))]
+    if missing:
+        raise TypeError(
+            f"{type(model).__name__} lacks {', '.join(missing)}(): niood-plugin needs "
+            "features(x) -> [B, D] penultimate features and head(f) -> logits. Build it with "
+            "niood_plugin.models.build_classifier(...) or wrap it with "
+            "niood_plugin.models.TimmClassifier / implement the two methods."
+        )
+
+
+def num_outputs(model: nn.Module, example: Tensor) -> int:
+    """Number of logits ``model`` returns for ``example`` (one forward pass, no grad)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        out = model(example[:1])
+    model.train(was_training)
+    return int(out.shape[-1])
