@@ -1,0 +1,141 @@
+"""The uncertainty-estimate (UE) detector of the report, as a pytorch-ood detector."""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+from pytorch_ood.api import DetectorInfo, LogitsDetector, ModelNotSetException, Paper, Task
+from torch import Tensor
+from torch.nn import Module
+
+from .scores import ue_from_probs
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("combined", "id", "full", "garbage")
+
+
+def _check_logits(logits: Tensor, garbage_index: Optional[int]) -> None:
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape [batch, classes], got shape {tuple(logits.shape)}")
+    if logits.shape[0] == 0:
+        raise ValueError("logits is empty (batch size 0): pass at least one row")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got {logits.dtype}; cast with .float()")
+    if logits.shape[1] < 2:
+        raise ValueError(f"UE needs at least 2 outputs, got {logits.shape[1]}")
+    if not torch.isfinite(logits).all():
+        raise ValueError("logits contain NaN or Inf: check the model and its input")
+    if garbage_index is not None:
+        n = logits.shape[1]
+        if not -n <= garbage_index < n:
+            raise ValueError(f"garbage_index {garbage_index} is out of range for {n} outputs")
+        if n < 3:
+            raise ValueError(f"with a garbage class the model needs >= 3 outputs (K >= 2), got {n}")
+
+
+class UEDetector(LogitsDetector):
+    """
+    Uncertainty estimate of the softmax (report section 7), higher = more OOD:
+
+    .. math:: \\mathrm{UE}(p) = 1 - \\frac{\\sum_i (p_i - 1/K)^2}{\\sum_i (\\hat y_i - 1/K)^2}
+              = \\frac{K}{K - 1}\\Big(1 - \\sum_i p_i^2\\Big)
+
+    with :math:`\\hat y` the one-hot argmax of :math:`p`: UE is the normalised Gini impurity,
+    0 for a one-hot and 1 for the uniform distribution.
+
+    For a garbage-class model (K + 1 outputs, ``garbage_index`` set) ``variant`` picks how
+    the garbage output enters the score:
+
+    * ``"combined"`` (default): :math:`1 - (1 - p_g)(1 - \\mathrm{UE}_{id})`, with :math:`p_g`
+      the garbage probability over all K + 1 outputs and :math:`\\mathrm{UE}_{id}` the UE of the
+      softmax over the K in-distribution logits.  Confident ID inputs score near 0; inputs
+      sent to the garbage class or spread over ID classes score near 1.
+    * ``"id"``: :math:`\\mathrm{UE}_{id}` alone, i.e. the garbage logit is dropped before the
+      softmax.  This is what the report's tables use ("garbage class excluded"), so choose it
+      to reproduce them; it ignores the garbage class, so an input the model confidently
+      calls garbage can still look in-distribution.
+    * ``"full"``: UE over all K + 1 outputs.  An input confidently in the garbage class gets
+      UE near 0 (it is *certain*), i.e. it looks in-distribution: offered for completeness
+      and for ablations, not recommended.
+    * ``"garbage"``: :math:`p_g` alone.
+
+    Without ``garbage_index`` every output is an in-distribution class and the score is plain
+    UE (``variant`` must then be ``"combined"`` or ``"full"``, which coincide).
+    """
+
+    info = DetectorInfo(
+        paper=Paper(
+            title="Network Inversion for Uncertainty-Aware Out-of-Distribution Detection",
+            venue="arXiv",
+            year=2025,
+            url="https://arxiv.org/abs/2411.17777",
+        ),
+        tasks={Task.CLASSIFICATION},
+    )
+
+    def __init__(self, model: Optional[Module], garbage_index: Optional[int] = None,
+                 variant: str = "combined"):
+        """
+        :param model: classifier returning logits; may be ``None`` when only
+            ``predict_logits(...)`` is used
+        :param garbage_index: index of the garbage output (``-1`` for the last), or ``None``
+        :param variant: one of ``"combined"``, ``"id"``, ``"full"``, ``"garbage"`` (see above)
+        """
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
+        if garbage_index is None and variant in ("id", "garbage"):
+            raise ValueError(f"variant {variant!r} needs garbage_index (the garbage output's index)")
+        if garbage_index is not None and not isinstance(garbage_index, int):
+            raise TypeError(f"garbage_index must be an int or None, got {type(garbage_index).__name__}")
+        self.model = model
+        self.garbage_index = garbage_index
+        self.variant = variant
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Scores for raw inputs ``x``; the model is called as is (put it in eval mode)."""
+        if self.model is None:
+            raise ModelNotSetException
+        if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must be a non-empty batch [B, ...], got {shape}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got {x.dtype}: convert images to float")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or Inf values")
+        return super().predict(x)
+
+    def predict_logits(self, logits: Tensor) -> Tensor:
+        """
+        :param logits: logits of shape :math:`B \\times C`
+        :return: UE scores of shape :math:`B`, in :math:`[0, 1]`
+        """
+        return UEDetector.score(logits, self.garbage_index, self.variant)
+
+    @staticmethod
+    def score(logits: Tensor, garbage_index: Optional[int] = None, variant: str = "combined") -> Tensor:
+        """UE scores (see the class docstring) of ``logits`` [B, C]; higher = more OOD."""
+        _check_logits(logits, garbage_index)
+        logits = logits.float()
+        if garbage_index is None:
+            if variant not in ("combined", "full"):
+                raise ValueError(f"variant {variant!r} needs garbage_index")
+            return ue_from_probs(torch.softmax(logits, dim=1))
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
+        n = logits.shape[1]
+        g = garbage_index % n
+        if variant == "full":
+            return ue_from_probs(torch.softmax(logits, dim=1))
+        p_g = torch.softmax(logits, dim=1)[:, g]
+        if variant == "garbage":
+            return p_g
+        keep = [i for i in range(n) if i != g]
+        ue_id = ue_from_probs(torch.softmax(logits[:, keep], dim=1))
+        if variant == "id":
+            return ue_id
+        return 1.0 - (1.0 - p_g) * (1.0 - ue_id)

@@ -1,0 +1,56 @@
+"""Drop an output (the garbage logit) from a classifier, for post-hoc detectors."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class DropOutput(nn.Module):
+    """``model`` seen without output ``index``: K+1 logits become the K in-distribution ones.
+
+    This is how the report applies MSP, ODIN, Energy and the rest to a garbage-class model
+    ("garbage class excluded").  ``features`` is passed through unchanged and ``head`` drops
+    the same logit, so ``weight``/``bias`` (for ViM) are the K remaining rows.
+    """
+
+    def __init__(self, model: nn.Module, index: int):
+        super().__init__()
+        self.model = model
+        self.index = index
+
+    def _keep(self, n: int) -> list[int]:
+        g = self.index % n
+        return [i for i in range(n) if i != g]
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        return out[:, self._keep(out.shape[1])]
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.model.features(x)
+
+    def head(self, f: Tensor) -> Tensor:
+        out = self.model.head(f)
+        return out[:, self._keep(out.shape[1])]
+
+    def last_layer(self) -> tuple[Tensor, Tensor]:
+        """``(W, b)`` of the final linear layer without the dropped row."""
+        w, b = last_linear(self.model)
+        keep = torch.tensor(self._keep(w.shape[0]))
+        return w[keep], b[keep]
+
+
+def last_linear(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``model``'s final ``nn.Linear`` (its classifier head)."""
+    if isinstance(model, DropOutput):
+        return model.last_layer()
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, nn.Linear) and hasattr(model, "model") and hasattr(model.model, "get_classifier"):
+        head = model.model.get_classifier()
+    if not isinstance(head, nn.Linear):
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise TypeError(f"{type(model).__name__} has no nn.Linear head")
+        head = linears[-1]
+    bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
+    return head.weight.detach(), bias.detach()

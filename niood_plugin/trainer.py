@@ -1,0 +1,504 @@
+"""InversionTrainer: the report's garbage-class training loop (sections 3, 8, 9).
+
+One call of :meth:`InversionTrainer.fit` runs
+
+0. **pre-training**: one epoch on ID data plus Gaussian-noise images labelled as the
+   garbage class (index K), with class-balanced weighted cross-entropy;
+1. for each epoch:
+   a. **inversion** – freeze the classifier; train the conditional generator for
+      ``inversion_steps`` steps, each on ``samples_per_step`` fresh samples conditioned on
+      all K + 1 outputs, with ``L_inv = alpha KL + beta CE + gamma cosine + delta ortho``;
+   b. **metrics** – confidence, margin, UE and entropy of the classifier on a fixed batch of
+      ``metric_samples_per_class`` generated images per class (fixed noise and fixed
+      conditioning for the whole run), per class and averaged, plus the inversion accuracy
+      of the last step;
+   c. **garbage** – the last step's samples go into the garbage pool;
+   d. **retraining** – one epoch on ID + garbage with class-balanced weighted CE, the
+      weights recomputed from the current class counts.
+
+Every epoch ends with an optional atomic checkpoint; ``fit(..., resume=path)`` continues
+after the last complete epoch and reproduces an uninterrupted run with the same seed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .conditioning import Conditioning, balanced_labels, sample_conditioning
+from .errors import CheckpointError
+from .files import atomic_torch_save, load_checkpoint
+from .losses import InversionLossWeights, class_balanced_weights, inversion_loss
+from .models import CONDITIONINGS, build_generator, check_feature_classifier, generator_for_shape
+from .pool import POLICIES, GarbagePool, dequantize, quantize
+from .presets import get_preset
+from .scores import per_class_metrics
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "niood-inversion/1"
+METRIC_NAMES = ("confidence", "margin", "ue", "entropy")
+
+
+@dataclass
+class InversionConfig:
+    """All hyperparameters of :class:`InversionTrainer` (names as in the report)."""
+
+    alpha: float = 0.0                 # weight of the KL loss
+    beta: float = 1.0                  # weight of the cross-entropy loss
+    gamma: float = 0.0                 # weight of the cosine-similarity loss
+    delta: float = 0.0                 # weight of the feature-orthogonality loss
+    latent_dim: int = 100              # size of the generator's latent z
+    batch_size: int = 32               # classifier batch size (ID part; garbage is added)
+    inversion_steps: int = 100         # generator updates per epoch
+    samples_per_step: int = 11_000     # generated images per generator update
+    epochs: int = 20                   # inversion + retraining epochs after pre-training
+    classifier_lr: float = 1e-4
+    generator_lr: float = 1e-3
+    conditioning: str = "vector"       # vector | matrix | vector-matrix
+    generator_width: int = 64          # ngf of the report generators
+    generator_chunk: int = 2048        # images per forward/backward within one step (memory)
+    vector_temperature: float = 1.0    # softmax temperature of conditioning vectors
+    noise_samples: int = 0             # Gaussian garbage images; 0 = mean ID class size
+    pool_capacity: Optional[int] = 100_000
+    pool_policy: str = "reservoir"     # all | fifo | reservoir
+    pretrain_epochs: int = 1
+    metric_samples_per_class: int = 10
+    weighted_ce: bool = True           # class-balanced weights (report 3.2)
+
+    def validate(self) -> None:
+        InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
+        for name in ("latent_dim", "batch_size", "inversion_steps", "samples_per_step", "epochs",
+                     "generator_width", "generator_chunk", "metric_samples_per_class"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("pretrain_epochs", "noise_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        for name in ("classifier_lr", "generator_lr", "vector_temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {CONDITIONINGS}")
+        if self.pool_policy not in POLICIES:
+            raise ValueError(f"unknown pool_policy {self.pool_policy!r}; choose one of {POLICIES}")
+        if self.pool_capacity is None and self.pool_policy != "all":
+            raise ValueError(f"pool_policy {self.pool_policy!r} needs a pool_capacity")
+        if self.pool_policy == "all" and self.pool_capacity is not None:
+            need = self.epochs * self.samples_per_step
+            if need > self.pool_capacity:
+                raise ValueError(
+                    f"pool_policy 'all' would hold {need} images but pool_capacity is {self.pool_capacity}: "
+                    "raise pool_capacity, set it to None (unbounded), or use 'fifo'/'reservoir'"
+                )
+
+    @classmethod
+    def from_preset(cls, preset: Optional[str], dataset: Optional[str] = None, **overrides: Any) -> "InversionConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
+        values = get_preset(preset, dataset) if preset else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+
+class InversionTrainer:
+    """Train a K+1-way classifier whose extra garbage class learns from network inversion.
+
+    >>> clf = build_classifier("report28", num_outputs=11, in_channels=1)
+    >>> trainer = InversionTrainer(clf, num_classes=10, image_shape=(1, 28, 28), preset="fast")
+    >>> history = trainer.fit(train_loader)           # x in [-1, 1], y in [0, 10)
+    >>> detector = UEDetector(trainer.classifier.eval(), garbage_index=10)
+
+    :param classifier: a module following :mod:`niood_plugin.models.protocol`
+        (``features`` + ``head``) with exactly ``num_classes + 1`` outputs
+    :param num_classes: K, the number of in-distribution classes; the garbage class is index K
+    :param image_shape: ``(C, H, W)`` of the training images
+    :param preset: ``"fast"``, ``"smoke"``, ``"report"`` (needs ``dataset``) or
+        ``"report-<dataset>"``; explicit keyword hyperparameters override it
+    :param dataset: dataset name for ``preset="report"``
+    :param generator: a conditional generator module, or ``None`` to build the report's
+        generator for ``image_shape`` (``report28``/``report32``)
+    :param device: ``"cpu"``, ``"cuda"``, ...
+    :param seed: seeds the noise, the conditioning, the pool and torch's global RNG
+    :param progress: show tqdm progress bars
+    :param sample_dir: if set, save a grid of the fixed-noise samples every epoch there
+    :param hyperparameters: any field of :class:`InversionConfig`
+    """
+
+    def __init__(self, classifier: nn.Module, num_classes: int, image_shape: tuple[int, int, int],
+                 *, preset: Optional[str] = None, dataset: Optional[str] = None,
+                 generator: Optional[nn.Module] = None, device: str | torch.device = "cpu",
+                 seed: int = 0, progress: bool = True, sample_dir: Optional[str | Path] = None,
+                 alpha: Optional[float] = None, beta: Optional[float] = None,
+                 gamma: Optional[float] = None, delta: Optional[float] = None,
+                 latent_dim: Optional[int] = None, batch_size: Optional[int] = None,
+                 inversion_steps: Optional[int] = None, samples_per_step: Optional[int] = None,
+                 epochs: Optional[int] = None, classifier_lr: Optional[float] = None,
+                 generator_lr: Optional[float] = None, conditioning: Optional[str] = None,
+                 **more: Any):
+        self.classifier = classifier
+        self.num_classes = num_classes
+        self.image_shape = tuple(image_shape)
+        self.generator = generator
+        self.device = torch.device(device)
+        self.seed = seed
+        self.progress = progress
+        self.sample_dir = Path(sample_dir) if sample_dir is not None else None
+        self.config = InversionConfig.from_preset(
+            preset, dataset, alpha=alpha, beta=beta, gamma=gamma, delta=delta, latent_dim=latent_dim,
+            batch_size=batch_size, inversion_steps=inversion_steps, samples_per_step=samples_per_step,
+            epochs=epochs, classifier_lr=classifier_lr, generator_lr=generator_lr,
+            conditioning=conditioning, **more)
+        self.history: list[dict[str, Any]] = []
+        self._check_static()
+
+    # ------------------------------------------------------------------ checks
+    def _check_static(self) -> None:
+        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {self.num_classes!r}")
+        if len(self.image_shape) != 3 or any((not isinstance(s, int)) or s <= 0 for s in self.image_shape):
+            raise ValueError(f"image_shape must be (C, H, W) positive ints, got {self.image_shape!r}")
+        check_feature_classifier(self.classifier)
+        if self.generator is None:
+            generator_for_shape(self.image_shape)  # raises early for unsupported sizes
+
+    @property
+    def garbage_index(self) -> int:
+        return self.num_classes
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes + 1
+
+    def _check_batch(self, x: Tensor, y: Tensor) -> None:
+        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+            raise TypeError("train_loader must yield (x, y) tensor pairs")
+        if not x.is_floating_point():
+            raise TypeError(f"images must be floating point in [-1, 1], got {x.dtype}")
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"images have shape {tuple(x.shape[1:])} but image_shape is {self.image_shape}: "
+                             "resize the data or pass the right image_shape")
+        if y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"labels must be a 1-D tensor of length {x.shape[0]}, got shape {tuple(y.shape)}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.num_classes}) (the garbage class {self.num_classes} "
+                             f"is added by the trainer), got range [{int(y.min())}, {int(y.max())}]")
+        if not torch.isfinite(x).all():
+            raise ValueError("images contain NaN or Inf")
+        lo, hi = float(x.min()), float(x.max())
+        if (lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3) and not self._warned_range:
+            self._warned_range = True
+            log.warning("images range over [%.3g, %.3g], not [-1, 1]: the generator's Tanh outputs [-1, 1], "
+                        "so normalise the data (x = 2 * x01 - 1) for garbage and ID images to be comparable", lo, hi)
+
+    def _check_model_outputs(self, x: Tensor) -> None:
+        self.classifier.eval()
+        with torch.inference_mode():
+            out = self.classifier(x[:2].to(self.device))
+        if out.dim() != 2 or out.shape[1] != self.num_outputs:
+            raise ValueError(f"the classifier returns {tuple(out.shape[1:])} outputs but needs num_classes + 1 = "
+                             f"{self.num_outputs} (K ID classes + garbage); build it with num_outputs={self.num_outputs}")
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, first_x: Tensor) -> None:
+        cfg = self.config
+        torch.manual_seed(self.seed)
+        self._rng = torch.Generator().manual_seed(self.seed)
+        self.classifier.to(self.device)
+        self._check_model_outputs(first_x)
+        if self.generator is None:
+            self.generator = build_generator(
+                generator_for_shape(self.image_shape), num_classes=self.num_outputs, nz=cfg.latent_dim,
+                out_channels=self.image_shape[0], conditioning=cfg.conditioning, ngf=cfg.generator_width)
+        self.generator.to(self.device)
+        self._clf_opt = torch.optim.Adam(self.classifier.parameters(), lr=cfg.classifier_lr)
+        self._gen_opt = torch.optim.Adam(self.generator.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.999))
+        self.pool = GarbagePool(self.image_shape, cfg.pool_capacity, cfg.pool_policy, seed=self.seed)
+        fixed = torch.Generator().manual_seed(self.seed + 1)
+        labels = balanced_labels(self.num_outputs, cfg.metric_samples_per_class)
+        self._fixed_cond = sample_conditioning(cfg.conditioning, labels.shape[0], self.num_outputs, labels,
+                                               cfg.vector_temperature, fixed)
+        self._fixed_z = torch.randn(labels.shape[0], cfg.latent_dim, generator=fixed)
+        self._noise = torch.empty((0, *self.image_shape), dtype=torch.uint8)
+        self._class_counts = torch.zeros(self.num_classes, dtype=torch.long)
+        self._start_epoch = 0
+        self.history = []
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train_loader: Iterable, epochs: Optional[int] = None, *, val_loader: Optional[Iterable] = None,
+            checkpoint: Optional[str | Path] = None, resume: Optional[str | Path] = None) -> list[dict[str, Any]]:
+        """Pre-train, then run ``epochs`` inversion + retraining epochs.
+
+        :param train_loader: yields ``(x, y)``, x ``[B, *image_shape]`` in [-1, 1], y in [0, K)
+        :param epochs: overrides the configured number of epochs
+        :param val_loader: optional ID validation loader; its accuracy is logged per epoch
+        :param checkpoint: file to write (atomically) after every epoch
+        :param resume: checkpoint file to continue from (its config must match)
+        :return: ``self.history``, one plain dict per epoch (epoch 0 is pre-training)
+        """
+        if epochs is not None:
+            if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
+                raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+            self.config.epochs = epochs
+            self.config.validate()
+        self._warned_range = False
+        first = next(iter(train_loader), None)
+        if first is None:
+            raise ValueError("train_loader is empty: it yielded no batch")
+        self._check_batch(*first[:2])
+        self._setup(first[0])
+        if resume is not None:
+            self._load(resume)
+        else:
+            self._pretrain(train_loader, val_loader)
+            self._save(checkpoint)
+        for epoch in range(self._start_epoch + 1, self.config.epochs + 1):
+            self._epoch(epoch, train_loader, val_loader)
+            self._save(checkpoint)
+        self.classifier.eval()
+        self.generator.eval()
+        return self.history
+
+    def _pretrain(self, loader: Iterable, val_loader: Optional[Iterable]) -> None:
+        cfg = self.config
+        t0 = time.perf_counter()
+        for x, y in loader:
+            self._class_counts += torch.bincount(y.long().cpu(), minlength=self.num_classes)
+        n_noise = cfg.noise_samples or int(self._class_counts.float().mean().round())
+        noise = torch.randn((n_noise, *self.image_shape), generator=self._rng).clamp_(-1, 1)
+        self._noise = quantize(noise)
+        entry: dict[str, Any] = {"epoch": 0, "phase": "pretrain", "noise_samples": n_noise}
+        for _ in range(cfg.pretrain_epochs):
+            entry.update(self._retrain(loader))
+        entry.update(self._validate(val_loader))
+        entry["time_s"] = time.perf_counter() - t0
+        self.history.append(entry)
+        log.info("pre-training: %s", _fmt(entry))
+
+    def _epoch(self, epoch: int, loader: Iterable, val_loader: Optional[Iterable]) -> None:
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"epoch": epoch, "phase": "inversion"}
+        samples, inv = self._invert(epoch)
+        entry.update(inv)
+        t1 = time.perf_counter()
+        entry.update(self._fixed_metrics(epoch))
+        self.pool.add(samples)
+        entry["pool_size"] = len(self.pool)
+        entry["pool_seen"] = self.pool.seen
+        t2 = time.perf_counter()
+        entry.update(self._retrain(loader))
+        entry.update(self._validate(val_loader))
+        t3 = time.perf_counter()
+        entry.update(inversion_time_s=t1 - t0, metrics_time_s=t2 - t1, retrain_time_s=t3 - t2, time_s=t3 - t0)
+        self.history.append(entry)
+        log.info("epoch %d: %s", epoch, _fmt(entry))
+
+    # ------------------------------------------------------------------ inversion
+    def _invert(self, epoch: int) -> tuple[Tensor, dict[str, Any]]:
+        cfg = self.config
+        weights = InversionLossWeights(cfg.alpha, cfg.beta, cfg.gamma, cfg.delta)
+        clf, gen = self.classifier, self.generator
+        clf.eval()
+        gen.train()
+        frozen = [p.requires_grad for p in clf.parameters()]
+        for p in clf.parameters():
+            p.requires_grad_(False)
+        n, chunk = cfg.samples_per_step, cfg.generator_chunk
+        last_images: list[Tensor] = []
+        correct = 0
+        parts: dict[str, float] = {}
+        total = 0.0
+        try:
+            for step in _progress(range(cfg.inversion_steps), self.progress, f"inversion {epoch}"):
+                final = step == cfg.inversion_steps - 1
+                cond = sample_conditioning(cfg.conditioning, n, self.num_outputs, None,
+                                           cfg.vector_temperature, self._rng)
+                z = torch.randn(n, cfg.latent_dim, generator=self._rng)
+                self._gen_opt.zero_grad(set_to_none=True)
+                total, parts = 0.0, {}
+                for s in range(0, n, chunk):
+                    c = cond[s:s + chunk].to(self.device)
+                    x = gen(z[s:s + chunk].to(self.device), c.vector, c.matrix)
+                    f = clf.features(x)
+                    logits = clf.head(f)
+                    loss, p = inversion_loss(logits, f, c.labels, c.target, weights)
+                    share = x.shape[0] / n
+                    (loss * share).backward()
+                    total += float(loss.detach()) * share
+                    for k, v in p.items():
+                        parts[k] = parts.get(k, 0.0) + v * share
+                    if final:
+                        last_images.append(x.detach().cpu())
+                        correct += int((logits.detach().argmax(1) == c.labels).sum())
+                self._gen_opt.step()
+        finally:
+            for p, req in zip(clf.parameters(), frozen):
+                p.requires_grad_(req)
+        return torch.cat(last_images), {"inversion_loss": total, **{f"inversion_{k}": v for k, v in parts.items()},
+                                         "inversion_accuracy": correct / n}
+
+    @torch.inference_mode()
+    def generate(self, labels: Tensor, z: Optional[Tensor] = None, cond: Optional[Conditioning] = None) -> Tensor:
+        """Images from the generator for conditioning ``labels`` (generator in eval mode)."""
+        if self.generator is None:
+            raise RuntimeError("the generator does not exist yet: call fit() first")
+        cfg = self.config
+        if cond is None:
+            cond = sample_conditioning(cfg.conditioning, labels.shape[0], self.num_outputs, labels,
+                                       cfg.vector_temperature, self._rng)
+        if z is None:
+            z = torch.randn(labels.shape[0], cfg.latent_dim, generator=self._rng)
+        was = self.generator.training
+        self.generator.eval()
+        c = cond.to(self.device)
+        out = self.generator(z.to(self.device), c.vector, c.matrix)
+        self.generator.train(was)
+        return out
+
+    @torch.inference_mode()
+    def _fixed_metrics(self, epoch: int) -> dict[str, Any]:
+        """Report 9.1: metrics on fixed noise / fixed conditioning, per class and averaged."""
+        x = self.generate(self._fixed_cond.labels, self._fixed_z, self._fixed_cond)
+        self.classifier.eval()
+        logits = self.classifier(x)
+        per_class = per_class_metrics(logits, self._fixed_cond.labels, self.num_outputs)
+        if self.sample_dir is not None:
+            from torchvision.utils import save_image
+
+            self.sample_dir.mkdir(parents=True, exist_ok=True)
+            save_image(x.cpu(), self.sample_dir / f"samples_epoch_{epoch:03d}.png",
+                       nrow=self.config.metric_samples_per_class, normalize=True, value_range=(-1, 1))
+        out: dict[str, Any] = {name: sum(v) / len(v) for name, v in per_class.items()}
+        out["per_class"] = per_class
+        return out
+
+    # ------------------------------------------------------------------ retraining
+    def _garbage(self) -> Tensor:
+        return torch.cat([self._noise, self.pool.raw()]) if len(self.pool) else self._noise
+
+    def _retrain(self, loader: Iterable) -> dict[str, Any]:
+        """One epoch on ID + garbage: every ID batch gets its share of shuffled garbage."""
+        cfg = self.config
+        garbage = self._garbage()
+        n_batches = len(loader) if hasattr(loader, "__len__") else None
+        if n_batches is None:
+            raise TypeError("train_loader must have a length (a DataLoader or a list of batches)")
+        order = torch.randperm(garbage.shape[0], generator=self._rng)
+        per_batch = math.ceil(garbage.shape[0] / max(n_batches, 1))
+        counts = torch.cat([self._class_counts, torch.tensor([garbage.shape[0]])])
+        weight = class_balanced_weights(counts).to(self.device) if cfg.weighted_ce else None
+        self.classifier.train()
+        loss_sum = id_correct = id_seen = g_correct = g_seen = 0
+        for i, batch in enumerate(_progress(loader, self.progress, "retrain")):
+            x, y = batch[0], batch[1].long()
+            self._check_batch(x, y)
+            g = dequantize(garbage[order[i * per_batch:(i + 1) * per_batch]])
+            xb = torch.cat([x, g]).to(self.device)
+            yb = torch.cat([y, torch.full((g.shape[0],), self.garbage_index, dtype=torch.long)]).to(self.device)
+            logits = self.classifier(xb)
+            loss = F.cross_entropy(logits, yb, weight=weight)
+            self._clf_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self._clf_opt.step()
+            pred = logits.detach().argmax(1)
+            nid = x.shape[0]
+            loss_sum += float(loss.detach()) * xb.shape[0]
+            id_correct += int((pred[:nid] == yb[:nid]).sum())
+            id_seen += nid
+            g_correct += int((pred[nid:] == self.garbage_index).sum())
+            g_seen += g.shape[0]
+        self.classifier.eval()
+        return {"train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
+                "train_garbage_acc": g_correct / max(g_seen, 1), "garbage_size": int(garbage.shape[0]),
+                "class_weights": [] if weight is None else weight.cpu().tolist()}
+
+    @torch.inference_mode()
+    def _validate(self, loader: Optional[Iterable]) -> dict[str, Any]:
+        if loader is None:
+            return {}
+        self.classifier.eval()
+        correct = seen = to_garbage = 0
+        for batch in loader:
+            x, y = batch[0].to(self.device), batch[1].to(self.device)
+            logits = self.classifier(x)
+            pred_id = logits[:, : self.num_classes].argmax(1)
+            correct += int((pred_id == y).sum())
+            to_garbage += int((logits.argmax(1) == self.garbage_index).sum())
+            seen += y.shape[0]
+        return {"val_acc": correct / max(seen, 1), "val_to_garbage": to_garbage / max(seen, 1)}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _config_signature(self) -> str:
+        cfg = asdict(self.config)
+        cfg.pop("epochs")  # resuming with more epochs is allowed
+        return json.dumps({"config": cfg, "num_classes": self.num_classes, "image_shape": list(self.image_shape),
+                           "seed": self.seed}, sort_keys=True)
+
+    def _save(self, path: Optional[str | Path]) -> None:
+        if path is None:
+            return
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "signature": self._config_signature(),
+            "epoch": self.history[-1]["epoch"],
+            "classifier": self.classifier.state_dict(),
+            "generator": self.generator.state_dict(),
+            "classifier_opt": self._clf_opt.state_dict(),
+            "generator_opt": self._gen_opt.state_dict(),
+            "pool": self.pool.state_dict(),
+            "noise": self._noise,
+            "class_counts": self._class_counts,
+            "rng": self._rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
+        }
+        atomic_torch_save(state, path)
+
+    def _load(self, path: str | Path) -> None:
+        state = load_checkpoint(path, CHECKPOINT_FORMAT)
+        if state["signature"] != self._config_signature():
+            raise CheckpointError(f"checkpoint {path} was written by a run with another configuration, "
+                                  "seed or data shape; resume with the same settings or start a new run")
+        try:
+            self.classifier.load_state_dict(state["classifier"])
+            self.generator.load_state_dict(state["generator"])
+            self._clf_opt.load_state_dict(state["classifier_opt"])
+            self._gen_opt.load_state_dict(state["generator_opt"])
+            self.pool.load_state_dict(state["pool"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
+        self._noise = state["noise"]
+        self._class_counts = state["class_counts"]
+        self._rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = json.loads(state["history"])
+        self._start_epoch = int(state["epoch"])
+        log.info("resumed from %s after epoch %d", path, self._start_epoch)
+
+
+def _progress(it: Iterable, enabled: bool, desc: str) -> Iterable:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, leave=False)
+
+
+def _fmt(entry: dict[str, Any]) -> str:
+    keys = ("train_id_acc", "val_acc", "inversion_accuracy", "confidence", "ue", "pool_size", "time_s")
+    return ", ".join(f"{k}={entry[k]:.4g}" for k in keys if k in entry)
