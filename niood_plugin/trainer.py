@@ -263,13 +263,13 @@ class InversionTrainer:
         self._check_batch(*first[:2])
         self._setup(first[0])
         if resume is not None:
-            self._load(resume)
+            self._load(resume, train_loader)
         else:
             self._pretrain(train_loader, val_loader)
-            self._save(checkpoint)
+            self._save(checkpoint, train_loader)
         for epoch in range(self._start_epoch + 1, self.config.epochs + 1):
             self._epoch(epoch, train_loader, val_loader)
-            self._save(checkpoint)
+            self._save(checkpoint, train_loader)
         self.classifier.eval()
         self.generator.eval()
         return self.history
@@ -449,9 +449,12 @@ class InversionTrainer:
         return json.dumps({"config": cfg, "num_classes": self.num_classes, "image_shape": list(self.image_shape),
                            "seed": self.seed}, sort_keys=True)
 
-    def _save(self, path: Optional[str | Path]) -> None:
+    def _save(self, path: Optional[str | Path], loader: Iterable) -> None:
         if path is None:
             return
+        # A DataLoader with its own shuffling generator: keep its state, or a resumed run
+        # would see the batches in another order than an uninterrupted one.
+        loader_gen = getattr(loader, "generator", None)
         state = {
             "format": CHECKPOINT_FORMAT,
             "signature": self._config_signature(),
@@ -466,10 +469,11 @@ class InversionTrainer:
             "rng": self._rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": json.dumps(self.history),
+            "loader_rng": loader_gen.get_state() if isinstance(loader_gen, torch.Generator) else torch.empty(0),
         }
         atomic_torch_save(state, path)
 
-    def _load(self, path: str | Path) -> None:
+    def _load(self, path: str | Path, loader: Iterable) -> None:
         state = load_checkpoint(path, CHECKPOINT_FORMAT)
         if state["signature"] != self._config_signature():
             raise CheckpointError(f"checkpoint {path} was written by a run with another configuration, "
@@ -486,6 +490,9 @@ class InversionTrainer:
         self._class_counts = state["class_counts"]
         self._rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+        loader_gen = getattr(loader, "generator", None)
+        if isinstance(loader_gen, torch.Generator) and state["loader_rng"].numel():
+            loader_gen.set_state(state["loader_rng"])
         self.history = json.loads(state["history"])
         self._start_epoch = int(state["epoch"])
         log.info("resumed from %s after epoch %d", path, self._start_epoch)

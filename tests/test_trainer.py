@@ -1,0 +1,120 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from niood_plugin import InversionTrainer, UEDetector
+from niood_plugin.errors import CheckpointError
+from niood_plugin.models import build_classifier
+from niood_plugin.trainer import InversionConfig
+
+SHAPE = (1, 28, 28)
+TINY = dict(preset="smoke", progress=False, inversion_steps=2, samples_per_step=66, latent_dim=8,
+            generator_width=8, epochs=2)
+
+
+def loader(x, y, batch=64, seed=0):
+    return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def make(num_classes=10, ncf=8, **kw):
+    torch.manual_seed(0)
+    clf = build_classifier("report28", num_outputs=num_classes + 1, in_channels=1, ncf=ncf)
+    return InversionTrainer(clf, num_classes, SHAPE, **{**TINY, **kw})
+
+
+def test_fit_end_to_end_on_digits(digits28):
+    x, y = digits28
+    trainer = make(ncf=16, inversion_steps=6, samples_per_step=330, epochs=2, batch_size=32, classifier_lr=3e-3)
+    hist = trainer.fit(loader(x[:1400], y[:1400], 32), val_loader=loader(x[1400:], y[1400:], 256))
+    assert [h["epoch"] for h in hist] == [0, 1, 2]
+    for h in hist[1:]:
+        for key in ("confidence", "margin", "ue", "entropy", "inversion_accuracy", "val_acc", "pool_size"):
+            assert key in h
+        assert len(h["per_class"]["ue"]) == 11
+        assert 0.0 <= h["ue"] <= 1.0
+    assert hist[-1]["pool_size"] == 2 * 330
+    assert hist[-1]["val_acc"] > 0.5  # learns the ID task
+    # the garbage class absorbs noise: uniform noise scores as more OOD than ID test digits
+    det = UEDetector(trainer.classifier.eval(), garbage_index=10)
+    with torch.no_grad():
+        id_score = det.predict(x[1400:]).mean()
+        noise_score = det.predict(torch.rand(300, *SHAPE) * 2 - 1).mean()
+    assert noise_score > id_score
+    samples = trainer.generate(torch.arange(11))
+    assert samples.shape == (11, *SHAPE)
+
+
+def test_same_seed_same_history(digits28):
+    x, y = digits28
+    runs = []
+    for _ in range(2):
+        t = make()
+        runs.append(t.fit(loader(x[:300], y[:300])))
+    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
+    assert drop(runs[0]) == drop(runs[1])
+
+
+def test_resume_equals_uninterrupted(digits28, tmp_path):
+    x, y = digits28
+    full = make(epochs=3).fit(loader(x[:300], y[:300]))
+    ckpt = tmp_path / "run.pt"
+    make(epochs=1).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
+    resumed_trainer = make(epochs=3)
+    resumed = resumed_trainer.fit(loader(x[:300], y[:300]), checkpoint=ckpt, resume=ckpt)
+    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
+    assert drop(resumed) == drop(full)
+    # another configuration must not resume from this checkpoint
+    with pytest.raises(CheckpointError, match="configuration"):
+        make(epochs=3, beta=2.0).fit(loader(x[:300], y[:300]), resume=ckpt)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        make().fit(loader(x[:300], y[:300]), resume=tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(alpha=-1.0), "alpha"),
+    (dict(inversion_steps=0), "inversion_steps"),
+    (dict(batch_size=-4), "batch_size"),
+    (dict(epochs=0), "epochs"),
+    (dict(conditioning="tensor"), "conditioning"),
+    (dict(pool_policy="lru"), "pool_policy"),
+    (dict(pool_policy="all", pool_capacity=10), "pool_capacity"),
+    (dict(not_a_param=1), "unknown hyperparameter"),
+])
+def test_bad_hyperparameters(kw, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make(**kw)
+
+
+def test_bad_data_and_models(digits28):
+    x, y = digits28
+    with pytest.raises(ValueError, match="num_classes \\+ 1"):
+        InversionTrainer(build_classifier("report28", 10, 1, ncf=8), 10, SHAPE, **TINY).fit(loader(x[:64], y[:64]))
+    with pytest.raises(ValueError, match="image_shape"):
+        make().fit(loader(torch.zeros(8, 1, 32, 32), torch.zeros(8, dtype=torch.long)))
+    with pytest.raises(ValueError, match="labels must lie"):
+        make().fit(loader(x[:8], torch.full((8,), 10)))
+    with pytest.raises(ValueError, match="empty"):
+        make().fit([])
+    with pytest.raises(TypeError, match="features"):
+        InversionTrainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 11)), 10, SHAPE, **TINY)
+    with pytest.raises(ValueError, match="28x28 or 32x32"):
+        InversionTrainer(build_classifier("report28", 11, 1, ncf=8), 10, (1, 20, 20), **TINY)
+
+
+def test_out_of_range_images_warn_once(digits28, caplog):
+    x, y = digits28
+    with caplog.at_level("WARNING"):
+        make(epochs=1).fit(loader((x[:128] + 1) * 127.5, y[:128]))
+    assert sum("not [-1, 1]" in r.message for r in caplog.records) == 1
+
+
+def test_presets():
+    assert InversionConfig.from_preset("report", "mnist").samples_per_step == 11_000
+    cfg = InversionConfig.from_preset("report", "cifar10")
+    assert (cfg.gamma, cfg.epochs) == (100.0, 41)
+    assert InversionConfig.from_preset("fast", batch_size=7).batch_size == 7
+    with pytest.raises(ValueError, match="dataset"):
+        InversionConfig.from_preset("report")
+    with pytest.raises(ValueError, match="unknown preset"):
+        InversionConfig.from_preset("turbo")
