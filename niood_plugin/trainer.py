@@ -452,9 +452,7 @@ class InversionTrainer:
     def _save(self, path: Optional[str | Path], loader: Iterable) -> None:
         if path is None:
             return
-        # A DataLoader with its own shuffling generator: keep its state, or a resumed run
-        # would see the batches in another order than an uninterrupted one.
-        loader_gen = getattr(loader, "generator", None)
+        loader_gen = _loader_generator(loader)
         state = {
             "format": CHECKPOINT_FORMAT,
             "signature": self._config_signature(),
@@ -490,12 +488,27 @@ class InversionTrainer:
         self._class_counts = state["class_counts"]
         self._rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
-        loader_gen = getattr(loader, "generator", None)
+        loader_gen = _loader_generator(loader)
         if isinstance(loader_gen, torch.Generator) and state["loader_rng"].numel():
             loader_gen.set_state(state["loader_rng"])
         self.history = json.loads(state["history"])
         self._start_epoch = int(state["epoch"])
         log.info("resumed from %s after epoch %d", path, self._start_epoch)
+
+
+def _loader_generator(loader: Iterable) -> Optional[torch.Generator]:
+    """The shuffling generator of a DataLoader (its own, or its sampler's), if any.
+
+    Its state goes into checkpoints: without it a resumed run would see the batches in
+    another order than an uninterrupted one.
+    """
+    candidates = [loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)]
+    candidates += [getattr(c, "sampler", None) for c in candidates[1:] if c is not None]
+    for c in candidates:
+        gen = getattr(c, "generator", None)
+        if isinstance(gen, torch.Generator):
+            return gen
+    return None
 
 
 def _progress(it: Iterable, enabled: bool, desc: str) -> Iterable:

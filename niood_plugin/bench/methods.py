@@ -1,0 +1,244 @@
+"""Training methods compared by the harness, and the on-disk cache of trained models.
+
+A method turns ID training data into a :class:`TrainedModel`.  Every method trains the
+same architecture (``cfg.classifier`` at width ``cfg.width``) on the same loader, seed and
+device.  Trained weights are cached under ``cache_dir`` by a hash of everything that
+affects training, so adding a detector or an OOD set never retrains.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import TensorData
+from ..errors import CheckpointError
+from ..files import atomic_torch_save, load_checkpoint
+from ..models import build_classifier
+from ..trainer import InversionConfig, InversionTrainer
+from .config import BenchConfig
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "niood-bench-model/1"
+
+
+@dataclass
+class TrainedModel:
+    """A trained classifier and what the harness needs to score and report it."""
+
+    method: str
+    model: nn.Module
+    num_classes: int
+    garbage_index: Optional[int]          # None: a plain K-way model
+    train_time_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, nn.Module] = field(default_factory=dict)  # e.g. BAL's discriminator
+    cached: bool = False
+
+
+@dataclass
+class MethodContext:
+    """Everything a method's training function may use."""
+
+    cfg: BenchConfig
+    train: TensorData
+    val: Optional[TensorData]
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    device: torch.device
+    progress: bool
+    checkpoint_dir: Path
+    sample_dir: Path
+    resume: bool
+    get: Callable[[str], TrainedModel]    # another method's (cached) model, e.g. FIG needs 'standard'
+
+    def classifier_name(self) -> str:
+        if self.cfg.classifier:
+            return self.cfg.classifier
+        return "report32" if self.image_shape[1:] == (32, 32) else "report28"
+
+    def new_classifier(self, num_outputs: int) -> nn.Module:
+        torch.manual_seed(self.cfg.seed)
+        kwargs = {"ncf": self.cfg.width} if self.classifier_name().startswith("report") else {}
+        return build_classifier(self.classifier_name(), num_outputs, self.image_shape[0], **kwargs)
+
+    def inversion_config(self) -> InversionConfig:
+        return InversionConfig.from_preset(self.cfg.preset, self.cfg.id, epochs=self.cfg.epochs,
+                                           **self.cfg.hparams)
+
+    def loader(self, batch_size: int):
+        return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed)
+
+
+def _train_inversion(ctx: MethodContext) -> TrainedModel:
+    cfg = ctx.inversion_config()
+    clf = ctx.new_classifier(ctx.num_classes + 1)
+    trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
+                               progress=ctx.progress, sample_dir=ctx.sample_dir, **_config_kwargs(cfg))
+    ckpt = ctx.checkpoint_dir / "inversion.pt"
+    resume = ckpt if ctx.resume and ckpt.is_file() else None
+    t0 = time.perf_counter()
+    history = trainer.fit(ctx.loader(cfg.batch_size), val_loader=_val_loader(ctx), checkpoint=ckpt, resume=resume)
+    # On resume, time spent before the interruption is in the history.
+    elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0
+    return TrainedModel("inversion", trainer.classifier.eval(), ctx.num_classes, ctx.num_classes, elapsed, history)
+
+
+def _config_kwargs(cfg: InversionConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
+def _val_loader(ctx: MethodContext):
+    return None if ctx.val is None else ctx.val.loader(batch_size=ctx.cfg.batch_size)
+
+
+def train_plain(model: nn.Module, loader, epochs: int, lr: float, device: torch.device, progress: bool,
+                val_loader=None) -> list[dict[str, Any]]:
+    """Plain cross-entropy training with Adam (the ``standard`` baseline)."""
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        for x, y in tqdm(loader, desc=f"standard {epoch}", leave=False, disable=not progress):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * x.shape[0]
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += x.shape[0]
+        entry = {"epoch": epoch, "train_loss": loss_sum / seen, "train_id_acc": correct / seen}
+        if val_loader is not None:
+            entry["val_acc"] = accuracy(model, val_loader, device)
+        entry["time_s"] = time.perf_counter() - t0
+        history.append(entry)
+        log.info("standard epoch %d: %s", epoch, entry)
+    model.eval()
+    return history
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, loader, device: torch.device, num_classes: Optional[int] = None) -> float:
+    model.eval()
+    correct = seen = 0
+    for x, y in loader:
+        logits = model(x.to(device))
+        if num_classes is not None:
+            logits = logits[:, :num_classes]
+        correct += int((logits.argmax(1).cpu() == y).sum())
+        seen += y.shape[0]
+    return correct / max(seen, 1)
+
+
+def _train_standard(ctx: MethodContext) -> TrainedModel:
+    """Same architecture with K outputs, plain CE, as many ID passes as ``inversion`` makes."""
+    cfg = ctx.inversion_config()
+    model = ctx.new_classifier(ctx.num_classes).to(ctx.device)
+    epochs = cfg.epochs + cfg.pretrain_epochs
+    t0 = time.perf_counter()
+    history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
+                          _val_loader(ctx))
+    return TrainedModel("standard", model, ctx.num_classes, None, time.perf_counter() - t0, history)
+
+
+@dataclass(frozen=True)
+class Method:
+    """``skeleton(ctx)``: the untrained model (to load cached weights into); ``train(ctx)``: train it."""
+
+    name: str
+    skeleton: Callable[[MethodContext], TrainedModel]
+    train: Callable[[MethodContext], TrainedModel]
+    description: str = ""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> None:
+    METHODS[method.name] = method
+
+
+register_method(Method(
+    "inversion",
+    lambda ctx: TrainedModel("inversion", ctx.new_classifier(ctx.num_classes + 1), ctx.num_classes,
+                             ctx.num_classes, 0.0),
+    _train_inversion, "ours: K+1 classifier, garbage class filled by network inversion"))
+register_method(Method(
+    "standard",
+    lambda ctx: TrainedModel("standard", ctx.new_classifier(ctx.num_classes), ctx.num_classes, None, 0.0),
+    _train_standard, "same architecture, K outputs, plain cross-entropy"))
+
+
+def list_methods() -> list[str]:
+    return sorted(METHODS)
+
+
+def obtain(method: str, ctx: MethodContext, cache_dir: Path) -> TrainedModel:
+    """The trained model of ``method``: from the cache if there, else trained and cached."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list_methods()}")
+    m = METHODS[method]
+    key = cache_key(method, ctx)
+    path = cache_dir / f"{method}-{key}.pt"
+    if path.is_file():
+        log.info("%s: using cached model %s", method, path)
+        return load_trained(path, key, m.skeleton(ctx))
+    tm = m.train(ctx)
+    save_trained(tm, path, key)
+    return tm
+
+
+def cache_key(method: str, ctx: MethodContext) -> str:
+    """Hash of everything that changes the trained weights of ``method``."""
+    cfg = ctx.cfg
+    payload = {
+        "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
+        "classifier": ctx.classifier_name(), "width": cfg.width, "image_shape": list(ctx.image_shape),
+        "config": _config_kwargs(ctx.inversion_config()), "n_train": len(ctx.train), "version": CACHE_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_trained(tm: TrainedModel, path: Path, key: str) -> None:
+    atomic_torch_save({
+        "format": CACHE_FORMAT, "key": key, "method": tm.method, "num_classes": tm.num_classes,
+        "garbage_index": -1 if tm.garbage_index is None else tm.garbage_index,
+        "train_time_s": tm.train_time_s, "history": json.dumps(tm.history),
+        "model": tm.model.state_dict(), "extra": {k: m.state_dict() for k, m in tm.extra.items()},
+    }, path)
+
+
+def load_trained(path: Path, key: str, fresh: TrainedModel) -> TrainedModel:
+    """Fill ``fresh`` (an untrained model of the right architecture) from the cache file."""
+    state = load_checkpoint(path, CACHE_FORMAT)
+    if state["key"] != key:
+        raise CheckpointError(f"cache file {path} has key {state['key']}, expected {key}; delete it")
+    try:
+        fresh.model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"cache file {path} does not fit the model: delete it ({exc})") from exc
+    for name, sd in state["extra"].items():
+        fresh.extra[name].load_state_dict(sd)
+    fresh.model.eval()
+    fresh.train_time_s = float(state["train_time_s"])
+    fresh.history = json.loads(state["history"])
+    fresh.cached = True
+    return fresh

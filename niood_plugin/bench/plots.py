@@ -1,0 +1,94 @@
+"""PNG plots of a benchmark run (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def roc_curves(out: Path, scores: dict[tuple[str, str, str], np.ndarray], id_name: str) -> list[Path]:
+    """One figure per (method, OOD set): the ROC curve of every detector."""
+    from sklearn.metrics import roc_curve
+
+    plt = _plt()
+    files = []
+    keys = {(m, o) for (m, d, o) in scores if o != id_name}
+    for method, ood in sorted(keys):
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for (m, d, o), s in scores.items():
+            if m != method or o != ood:
+                continue
+            s_id = scores[(m, d, id_name)]
+            y = np.r_[np.zeros(len(s_id)), np.ones(len(s))]
+            fpr, tpr, _ = roc_curve(y, np.r_[s_id, s])
+            ax.plot(fpr, tpr, label=d, lw=1.2)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(xlabel="false positive rate (ID flagged)", ylabel="true positive rate (OOD flagged)",
+               title=f"{method}: {id_name} vs {ood}")
+        ax.legend(fontsize=7, loc="lower right")
+        path = out / f"roc_{method}_{ood}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def histograms(out: Path, scores: dict[tuple[str, str, str], np.ndarray], id_name: str) -> list[Path]:
+    """One figure per (method, detector): ID vs every OOD set."""
+    plt = _plt()
+    files = []
+    for method, det in sorted({(m, d) for (m, d, o) in scores}):
+        oods = [o for (m, d, o) in scores if m == method and d == det and o != id_name]
+        fig, axes = plt.subplots(1, len(oods), figsize=(3.2 * len(oods), 2.8), squeeze=False)
+        s_id = scores[(method, det, id_name)]
+        for ax, ood in zip(axes[0], oods):
+            s = scores[(method, det, ood)]
+            lo, hi = float(min(s_id.min(), s.min())), float(max(s_id.max(), s.max()))
+            bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 50)
+            ax.hist(s_id, bins=bins, alpha=0.6, density=True, label=id_name)
+            ax.hist(s, bins=bins, alpha=0.6, density=True, label=ood)
+            ax.set_title(ood, fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{method} / {det}: outlier score (higher = more OOD)", fontsize=10)
+        path = out / f"hist_{method}_{det}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def training_curves(out: Path, method: str, history: list[dict[str, Any]]) -> Path | None:
+    """Fixed-noise metrics (report 9.1), inversion accuracy and ID accuracy per epoch."""
+    rows = [h for h in history if "confidence" in h]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = [h["epoch"] for h in rows]
+    for key in ("confidence", "margin", "ue", "entropy", "inversion_accuracy"):
+        a.plot(epochs, [h[key] for h in rows], marker="o", label=key)
+    a.set(xlabel="epoch", title="generated samples (fixed noise)")
+    a.legend(fontsize=7)
+    all_epochs = [h["epoch"] for h in history]
+    for key in ("train_id_acc", "val_acc", "train_garbage_acc"):
+        if all(key in h for h in history):
+            b.plot(all_epochs, [h[key] for h in history], marker="o", label=key)
+    b.set(xlabel="epoch", title="classifier accuracy")
+    b.legend(fontsize=7)
+    path = out / f"training_{method}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
