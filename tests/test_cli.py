@@ -1,0 +1,107 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from niood_plugin.bench.report import RESULT_KEYS
+from niood_plugin.cli import main
+
+SMOKE = ["run", "--preset", "smoke", "--quiet", "--test-limit", "100"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    result = CliRunner().invoke(main, SMOKE + ["--out", str(out)], catch_exceptions=False)
+    return out, result
+
+
+def test_smoke_run_writes_all_outputs(smoke_run):
+    out, result = smoke_run
+    assert result.exit_code == 0, result.output
+    for name in ("results.json", "results.csv", "results.md", "training_inversion.png"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("roc_*.png")) and list(out.glob("hist_*.png"))
+    assert list((out / "samples" / "inversion").glob("samples_epoch_*.png"))
+    payload = json.loads((out / "results.json").read_text())
+    assert {"config", "environment", "timings", "id_accuracy", "results"} <= set(payload)
+    assert 0.0 <= payload["id_accuracy"] <= 1.0
+    rows = payload["results"]
+    assert {(r["method"], r["ood"]) for r in rows} == {(m, o) for m in ("inversion", "standard")
+                                                       for o in ("gaussian", "uniform")}
+    for r in rows:
+        assert set(RESULT_KEYS) <= set(r)
+        for k in ("auroc", "aupr_in", "aupr_out", "fpr95"):
+            assert 0.0 <= r[k] <= 1.0
+    # garbage-only detectors are scored on the garbage model only
+    assert {r["detector"] for r in rows if r["method"] == "standard"}.isdisjoint({"ue-id", "garbage"})
+    assert "avg AUROC" in result.output
+
+
+def test_second_run_uses_the_model_cache(smoke_run):
+    out, _ = smoke_run
+    result = CliRunner().invoke(main, SMOKE + ["--out", str(out), "--detectors", "msp"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "results.json").read_text())
+    assert all(m["cached"] for m in payload["methods"].values())
+    assert {r["detector"] for r in payload["results"]} == {"msp"}
+
+
+def test_compare(smoke_run):
+    out, _ = smoke_run
+    result = CliRunner().invoke(main, ["compare", str(out), str(out)])
+    assert result.exit_code == 0 and "avg AUROC" in result.output
+
+
+def _fails_cleanly(args, expect):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert expect in result.output
+    return result
+
+
+def test_missing_dataset_exits_2_without_traceback(tmp_path, monkeypatch):
+    import niood_plugin.data as data
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("offline")
+
+    monkeypatch.setattr(data, "_torchvision_load", offline)
+    _fails_cleanly(["run", "--id", "mnist", "--ood", "gaussian", "--data-root", str(tmp_path / "empty"),
+                    "--out", str(tmp_path / "o"), "--quiet"], "mnist")
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["run", "--id", "nosuchset"], "unknown dataset"),
+    (["run", "--preset", "smoke", "--method", "magic"], "unknown method"),
+    (["run", "--preset", "smoke", "--detectors", "psychic"], "unknown detector"),
+    (["run", "--preset", "turbo"], "unknown preset"),
+    (["run", "--preset", "smoke", "--set", "nope=1"], "unknown hyperparameter"),
+])
+def test_bad_names_exit_2(args, expect, tmp_path):
+    _fails_cleanly(args + ["--out", str(tmp_path / "o")], expect)
+
+
+def test_bad_config_file_and_unwritable_out(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('id = "mnist"\nfrobnicate = 3\n')
+    _fails_cleanly(["run", "--config", str(bad)], "unknown key")
+    wrong_type = tmp_path / "wrong.yaml"
+    wrong_type.write_text("epochs: many\n")
+    _fails_cleanly(["run", "--config", str(wrong_type)], "wrong type")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _fails_cleanly(["run", "--preset", "smoke", "--out", str(blocker / "sub")], "cannot write")
+
+
+def test_debug_shows_traceback(tmp_path):
+    result = CliRunner().invoke(main, ["--debug", "run", "--id", "nosuchset", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_list_and_data(tmp_path):
+    result = CliRunner().invoke(main, ["list", "--data-root", str(tmp_path)])
+    assert result.exit_code == 0 and "synthetic" in result.output and "mahalanobis" in result.output
+    result = CliRunner().invoke(main, ["data", "--data-root", str(tmp_path)])
+    assert result.exit_code == 0 and "looked in" in result.output
