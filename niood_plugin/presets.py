@@ -25,7 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         alpha=0.0, beta=1.0, gamma=0.0, delta=0.0, latent_dim=100, batch_size=128,
         inversion_steps=20, samples_per_step=1_100, epochs=6,
         classifier_lr=1e-3, generator_lr=1e-3, conditioning="vector",
-        pool_policy="reservoir", pool_capacity=60_000,
+        pool_policy="reservoir", pool_capacity=60_000, generator_width=32,
     ),
     "smoke": dict(
         alpha=0.0, beta=1.0, gamma=0.0, delta=0.0, latent_dim=16, batch_size=64,

@@ -7,6 +7,7 @@ affects training, so adding a detector or an OOD set never retrains.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -159,6 +160,49 @@ def _train_standard(ctx: MethodContext) -> TrainedModel:
     return TrainedModel("standard", model, ctx.num_classes, None, time.perf_counter() - t0, history)
 
 
+def _train_fig(ctx: MethodContext) -> TrainedModel:
+    """FIG (source 002): fine-tune the cached ``standard`` model with its implicit generator."""
+    from ..peers import FIGTrainer
+
+    base = ctx.get("standard")
+    model = copy.deepcopy(base.model).to(ctx.device)
+    trainer = FIGTrainer(model, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
+                         progress=ctx.progress)
+    t0 = time.perf_counter()
+    history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.fig_epochs)
+    # Its cost includes training the standard model it starts from.
+    elapsed = base.train_time_s + time.perf_counter() - t0
+    return TrainedModel("fig", trainer.classifier.eval(), ctx.num_classes, None, elapsed, history)
+
+
+def _feature_dim(ctx: MethodContext, model: nn.Module) -> int:
+    model.eval()
+    with torch.inference_mode():
+        return int(model.features(torch.zeros(1, *ctx.image_shape, device=ctx.device)).shape[1])
+
+
+def _bal_skeleton(ctx: MethodContext) -> TrainedModel:
+    from ..peers import FeatureDiscriminator
+
+    model = ctx.new_classifier(ctx.num_classes).to(ctx.device)
+    disc = FeatureDiscriminator(ctx.num_classes, _feature_dim(ctx, model)).to(ctx.device)
+    return TrainedModel("bal", model, ctx.num_classes, None, 0.0, extra={"discriminator": disc})
+
+
+def _train_bal(ctx: MethodContext) -> TrainedModel:
+    """BAL (source 003): feature-space GAN on the frozen ``standard`` model."""
+    from ..peers import BALTrainer
+
+    base = ctx.get("standard")
+    model = copy.deepcopy(base.model).to(ctx.device).eval()
+    trainer = BALTrainer(model, ctx.num_classes, device=ctx.device, seed=ctx.cfg.seed, progress=ctx.progress)
+    t0 = time.perf_counter()
+    history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.bal_epochs)
+    elapsed = base.train_time_s + time.perf_counter() - t0
+    return TrainedModel("bal", model, ctx.num_classes, None, elapsed, history,
+                        extra={"discriminator": trainer.discriminator.eval()})
+
+
 @dataclass(frozen=True)
 class Method:
     """``skeleton(ctx)``: the untrained model (to load cached weights into); ``train(ctx)``: train it."""
@@ -185,6 +229,12 @@ register_method(Method(
     "standard",
     lambda ctx: TrainedModel("standard", ctx.new_classifier(ctx.num_classes), ctx.num_classes, None, 0.0),
     _train_standard, "same architecture, K outputs, plain cross-entropy"))
+register_method(Method(
+    "fig",
+    lambda ctx: TrainedModel("fig", ctx.new_classifier(ctx.num_classes), ctx.num_classes, None, 0.0),
+    _train_fig, "FIG: 'standard' fine-tuned on Langevin samples of its implicit generator"))
+register_method(Method("bal", _bal_skeleton, _train_bal,
+                       "BAL: conditional feature GAN on the frozen 'standard' model; adds the 'bal' detector"))
 
 
 def list_methods() -> list[str]:
@@ -213,6 +263,7 @@ def cache_key(method: str, ctx: MethodContext) -> str:
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
         "classifier": ctx.classifier_name(), "width": cfg.width, "image_shape": list(ctx.image_shape),
         "config": _config_kwargs(ctx.inversion_config()), "n_train": len(ctx.train), "version": CACHE_FORMAT,
+        "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
