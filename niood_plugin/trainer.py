@@ -354,7 +354,13 @@ class InversionTrainer:
 
     @torch.inference_mode()
     def generate(self, labels: Tensor, z: Optional[Tensor] = None, cond: Optional[Conditioning] = None) -> Tensor:
-        """Images from the generator for conditioning ``labels`` (generator in eval mode)."""
+        """Images from the generator for conditioning ``labels``.
+
+        The generator runs with batch statistics, as during inversion: its BatchNorm running
+        averages are never used in training and lag behind it, so eval mode would show
+        images unlike the ones that go into the garbage pool.  Running averages are left as
+        they were.
+        """
         if self.generator is None:
             raise RuntimeError("the generator does not exist yet: call fit() first")
         cfg = self.config
@@ -364,9 +370,11 @@ class InversionTrainer:
         if z is None:
             z = torch.randn(labels.shape[0], cfg.latent_dim, generator=self._rng)
         was = self.generator.training
-        self.generator.eval()
+        saved = {k: v.clone() for k, v in self.generator.state_dict().items() if "running" in k or "num_batches" in k}
+        self.generator.train()
         c = cond.to(self.device)
         out = self.generator(z.to(self.device), c.vector, c.matrix)
+        self.generator.load_state_dict(saved, strict=False)
         self.generator.train(was)
         return out
 

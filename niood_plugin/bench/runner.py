@@ -110,6 +110,15 @@ def load_data(cfg: BenchConfig) -> BenchData:
     return BenchData(train, test, oods, fit)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux/macOS)."""
+    import resource
+    import sys as _sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if _sys.platform == "darwin" else rss / 1024
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     import pytorch_ood
     import sklearn
@@ -195,6 +204,7 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     plots.histograms(out, all_scores, cfg.id)
     timings["plots_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
+    timings["peak_rss_mb"] = peak_rss_mb()
     payload = {
         "command": command, "config": cfg.to_dict(), "environment": environment(device), "timings": timings,
         "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info, "results": results,

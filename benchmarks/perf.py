@@ -1,0 +1,267 @@
+"""Cost of every stage, as ratios measured in one run on one machine (issue: performance).
+
+    python benchmarks/perf.py                      # CPU, writes benchmarks/results/perf.{json,md}
+    python benchmarks/perf.py --device cuda --out benchmarks/results/perf-cuda
+
+Ratios (keys of perf.json):
+  ue_vs_msp_throughput                UEDetector images/s over MaxSoftmax images/s (same model, batch)
+  generator_vs_langevin_samples_per_s our generator's samples/s over FIG's Langevin sampler (T = 20)
+  inversion_epoch_vs_plain_epoch      one InversionTrainer epoch (fast preset) over one plain epoch
+Also: ODIN and Mahalanobis throughput for reference, retraining time against garbage-pool
+size (with a linear fit), the report's MNIST epoch extrapolated from measured steps, and the
+peak RSS of the committed MNIST benchmark (read from its results.json).
+Synthetic inputs of MNIST geometry are used throughout: throughput does not depend on pixels.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_ood.detector import ODIN, Mahalanobis, MaxSoftmax
+
+from niood_plugin import InversionTrainer, UEDetector
+from niood_plugin.bench.runner import environment
+from niood_plugin.data import TensorData
+from niood_plugin.files import atomic_write_text
+from niood_plugin.models import DropOutput, build_classifier, build_generator
+from niood_plugin.peers import langevin_sample
+from niood_plugin.trainer import InversionConfig
+
+SHAPE = (1, 28, 28)
+K = 10
+
+
+def rate(fn, n_items: int, min_time: float = 2.0, repeats: int = 3) -> float:
+    """Median items/s of ``fn`` (which processes ``n_items``) over ``repeats`` timed windows."""
+    fn()  # warm-up
+    rates = []
+    for _ in range(repeats):
+        t0, count = time.perf_counter(), 0
+        while time.perf_counter() - t0 < min_time:
+            fn()
+            count += n_items
+        rates.append(count / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def fake_data(n: int, seed: int = 0) -> TensorData:
+    g = torch.Generator().manual_seed(seed)
+    return TensorData(torch.rand(n, *SHAPE, generator=g) * 2 - 1, torch.randint(0, K, (n,), generator=g), "fake")
+
+
+def detector_throughput(device, batch: int) -> dict:
+    model = build_classifier("report28", K + 1, 1, ncf=32).to(device).eval()
+    post = DropOutput(model, K)
+    x = (torch.rand(batch, *SHAPE) * 2 - 1).to(device)
+    ue, msp, odin = UEDetector(model, garbage_index=K), MaxSoftmax(post), ODIN(post)
+    maha = Mahalanobis(post.features)
+    with torch.inference_mode():
+        feats = post.features(fake_data(4000).x.to(device))
+    maha.fit_features(feats, torch.randint(0, K, (4000,), device=device))
+
+    def no_grad(det):
+        def run():
+            with torch.inference_mode():
+                det.predict(x)
+        return run
+
+    out = {name: rate(no_grad(det), batch) for name, det in (("ue", ue), ("msp", msp), ("mahalanobis", maha))}
+    out["odin"] = rate(lambda: odin.predict(x), batch)
+    # Interleave UE and MSP windows so both see the same machine state.
+    pairs = [(rate(no_grad(ue), batch, 1.0, 1), rate(no_grad(msp), batch, 1.0, 1)) for _ in range(5)]
+    out["ue_vs_msp_ratio"] = statistics.median(u / m for u, m in pairs)
+    return out
+
+
+def synthesis_throughput(device) -> dict:
+    cfg = InversionConfig.from_preset("fast")
+    clf = build_classifier("report28", K + 1, 1, ncf=32).to(device).eval()
+    gen = build_generator("report28", K + 1, cfg.latent_dim, 1, ngf=cfg.generator_width).to(device).eval()
+    n = 1024
+    z = torch.randn(n, cfg.latent_dim, device=device)
+    v = torch.softmax(torch.randn(n, K + 1, device=device), 1)
+
+    def generate():
+        with torch.inference_mode():
+            gen(z, v, None)
+
+    g_rate = rate(generate, n)
+    plain = build_classifier("report28", K, 1, ncf=32).to(device).eval()
+    m = 128
+    l_rate = rate(lambda: langevin_sample(plain, m, SHAPE, steps=20, device=device), m, min_time=3.0, repeats=2)
+    return {"generator_samples_per_s": g_rate, "langevin_t20_samples_per_s": l_rate, "ratio": g_rate / l_rate}
+
+
+def epoch_ratio(device, n_train: int) -> dict:
+    data = fake_data(n_train)
+    cfg = InversionConfig.from_preset("fast")
+    torch.manual_seed(0)
+    plain = build_classifier("report28", K, 1, ncf=32).to(device)
+    opt = torch.optim.Adam(plain.parameters(), lr=cfg.classifier_lr)
+    loader = data.loader(batch_size=cfg.batch_size, shuffle=True)
+    t0 = time.perf_counter()
+    plain.train()
+    for x, y in loader:
+        loss = F.cross_entropy(plain(x.to(device)), y.to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    plain_s = time.perf_counter() - t0
+    clf = build_classifier("report28", K + 1, 1, ncf=32)
+    trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=device, progress=False)
+    hist = trainer.fit(loader)
+    e = hist[1]
+    return {"plain_epoch_s": plain_s, "inversion_epoch_s": e["time_s"], "inversion_part_s": e["inversion_time_s"],
+            "retrain_part_s": e["retrain_time_s"], "n_train": n_train, "ratio": e["time_s"] / plain_s}
+
+
+def pool_scaling(device, n_train: int) -> dict:
+    """Retraining-epoch time against garbage-pool size (pool filled directly, no inversion)."""
+    data = fake_data(n_train)
+    sizes = [0, n_train // 2, n_train, 2 * n_train]
+    times = []
+    for size in sizes:
+        clf = build_classifier("report28", K + 1, 1, ncf=32)
+        trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=device, progress=False,
+                                   pool_capacity=max(size, 1), noise_samples=1)
+        loader = data.loader(batch_size=128, shuffle=True)
+        trainer._warned_range = False
+        trainer._setup(data.x[:2])
+        trainer._noise = trainer._noise[:0]
+        trainer._class_counts = torch.bincount(data.y, minlength=K)
+        if size:
+            trainer.pool.add(torch.rand(size, *SHAPE) * 2 - 1)
+        t0 = time.perf_counter()
+        trainer._retrain(loader)
+        times.append(time.perf_counter() - t0)
+    slope, intercept = np.polyfit(np.array(sizes) + n_train, times, 1)
+    pred = np.polyval([slope, intercept], np.array(sizes) + n_train)
+    r2 = 1 - ((np.array(times) - pred) ** 2).sum() / ((np.array(times) - np.mean(times)) ** 2).sum()
+    return {"pool_sizes": sizes, "epoch_s": times, "seconds_per_1000_examples": slope * 1000, "linear_r2": r2}
+
+
+def report_epoch_extrapolation(device) -> dict:
+    """The report's MNIST schedule (ncf = ngf = 64, 100 steps x 11,000 samples, batch 32),
+    measured on a few steps and batches and extrapolated to one epoch and 20 epochs."""
+    cfg = InversionConfig.from_preset("report", "mnist")
+    clf = build_classifier("report28", K + 1, 1, ncf=64).to(device).eval()
+    gen = build_generator("report28", K + 1, cfg.latent_dim, 1, ngf=cfg.generator_width).to(device)
+    for p in clf.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
+    n, chunk = cfg.samples_per_step, cfg.generator_chunk
+
+    def inversion_step():
+        opt.zero_grad()
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            v = torch.softmax(torch.randn(m, K + 1, device=device), 1)
+            out = clf(gen(torch.randn(m, cfg.latent_dim, device=device), v, None))
+            F.cross_entropy(out, v.argmax(1)).backward()
+        opt.step()
+
+    inversion_step()
+    t0 = time.perf_counter()
+    for _ in range(2):
+        inversion_step()
+    step_s = (time.perf_counter() - t0) / 2
+    clf.train()
+    for p in clf.parameters():
+        p.requires_grad_(True)
+    copt = torch.optim.Adam(clf.parameters(), lr=cfg.classifier_lr)
+    x = (torch.rand(cfg.batch_size, *SHAPE) * 2 - 1).to(device)
+    y = torch.randint(0, K + 1, (cfg.batch_size,), device=device)
+
+    def clf_step():
+        loss = F.cross_entropy(clf(x), y)
+        copt.zero_grad()
+        loss.backward()
+        copt.step()
+
+    img_per_s = rate(clf_step, cfg.batch_size, min_time=3.0, repeats=1)
+    # Retraining set in epoch e: 60,000 ID + 6,000 noise + e * 11,000 generated images.
+    epochs = cfg.epochs
+    retrain_s = [(60_000 + 6_000 + e * n) / img_per_s for e in range(1, epochs + 1)]
+    inversion_epoch_s = step_s * cfg.inversion_steps
+    total_s = 66_000 / img_per_s + sum(inversion_epoch_s + r for r in retrain_s)
+    return {"inversion_step_s": step_s, "inversion_epoch_s": inversion_epoch_s,
+            "classifier_images_per_s": img_per_s, "first_epoch_s": inversion_epoch_s + retrain_s[0],
+            "total_20_epochs_h": total_s / 3600}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="benchmarks/results/perf")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--n-train", type=int, default=12_000, help="ID images for the epoch-ratio and pool runs")
+    ap.add_argument("--mnist-results", default="benchmarks/results/mnist/results.json")
+    ap.add_argument("--skip-report-epoch", action="store_true")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    t0 = time.perf_counter()
+    det = detector_throughput(device, args.batch)
+    syn = synthesis_throughput(device)
+    ep = epoch_ratio(device, args.n_train)
+    pool = pool_scaling(device, args.n_train // 2)
+    rep = None if args.skip_report_epoch else report_epoch_extrapolation(device)
+    rss = None
+    if Path(args.mnist_results).is_file():
+        rss = json.loads(Path(args.mnist_results).read_text())["timings"].get("peak_rss_mb")
+    result = {
+        "ue_vs_msp_throughput": float(det["ue_vs_msp_ratio"]),
+        "generator_vs_langevin_samples_per_s": float(syn["ratio"]),
+        "inversion_epoch_vs_plain_epoch": float(ep["ratio"]),
+        "peak_rss_mnist_benchmark_mb": rss,
+        "detectors_images_per_s": {k: v for k, v in det.items() if k != "ue_vs_msp_ratio"},
+        "synthesis": syn, "epoch": ep, "pool_scaling": pool, "report_mnist_schedule": rep,
+        "environment": environment(device), "command": "python " + " ".join(sys.argv),
+        "wall_s": time.perf_counter() - t0,
+    }
+    out = Path(args.out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
+    atomic_write_text(out.with_suffix(".md"), render(result))
+    print(render(result))
+
+
+def render(r: dict) -> str:
+    env = r["environment"]
+    lines = [f"# perf: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch threads), "
+             f"device {env['device']} {env['gpu'] or ''}", "",
+             f"command: `{r['command']}`; wall {r['wall_s']:.0f} s; torch {env['torch']}", "",
+             "| ratio | value | target |", "|---|---|---|",
+             f"| ue_vs_msp_throughput | {r['ue_vs_msp_throughput']:.3f} | >= 0.95 |",
+             f"| generator_vs_langevin_samples_per_s | {r['generator_vs_langevin_samples_per_s']:.1f} | >= 20 |",
+             f"| inversion_epoch_vs_plain_epoch | {r['inversion_epoch_vs_plain_epoch']:.2f} | <= 2.0 |", "",
+             "| detector | images/s |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in r["detectors_images_per_s"].items()]
+    ep, syn, pool = r["epoch"], r["synthesis"], r["pool_scaling"]
+    lines += ["", f"- generator {syn['generator_samples_per_s']:.0f} samples/s vs Langevin (T=20) "
+                  f"{syn['langevin_t20_samples_per_s']:.0f} samples/s",
+              f"- epoch on {ep['n_train']} images: plain {ep['plain_epoch_s']:.1f} s; inversion epoch "
+              f"{ep['inversion_epoch_s']:.1f} s (inversion {ep['inversion_part_s']:.1f} s + retraining "
+              f"{ep['retrain_part_s']:.1f} s)",
+              f"- retraining vs pool size {pool['pool_sizes']}: {[round(t, 1) for t in pool['epoch_s']]} s; "
+              f"{pool['seconds_per_1000_examples']:.2f} s per 1,000 examples, linear fit R^2 = {pool['linear_r2']:.3f}"]
+    if r["peak_rss_mnist_benchmark_mb"] is not None:
+        lines.append(f"- peak RSS of the MNIST benchmark: {r['peak_rss_mnist_benchmark_mb']:.0f} MiB")
+    rep = r.get("report_mnist_schedule")
+    if rep:
+        lines.append(f"- the report's MNIST schedule here: one inversion step (11,000 samples) "
+                     f"{rep['inversion_step_s']:.1f} s, first epoch {rep['first_epoch_s'] / 60:.0f} min, "
+                     f"20 epochs about {rep['total_20_epochs_h']:.1f} h (extrapolated from measured steps)")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
