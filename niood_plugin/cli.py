@@ -133,6 +133,54 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Same file as for `run`.")
+@click.option("--id", "id_", help="In-distribution dataset (default mnist).")
+@click.option("--start", required=True, help="OOD set the attacked images start from (e.g. fashionmnist).")
+@click.option("--norm", type=click.Choice(["l2", "linf"]), default="l2", show_default=True)
+@click.option("--eps", "eps", required=True, help="Comma-separated budgets, e.g. 0,0.5,1,2,4.")
+@click.option("--steps", type=int, default=50, show_default=True, help="Adamax steps per attack.")
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--n", "n_attack", type=int, default=500, show_default=True, help="Start images attacked.")
+@click.option("--adaptive", is_flag=True, help="Minimise the garbage-aware UE score instead of matching features.")
+@click.option("--method", "methods", multiple=True, help="Method(s) whose cached models are attacked.")
+@click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
+@click.option("--preset", help="Preset of the models (must match the cached run).")
+@click.option("--epochs", type=int)
+@click.option("--data-root", type=click.Path(file_okay=False), envvar="NIOOD_DATA")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Trained models (default <out>/models).")
+@click.option("--device")
+@click.option("--seed", type=int)
+@click.option("--test-limit", type=int, help="ID test images scored.")
+@click.option("--quiet", "-q", is_flag=True)
+@_user_errors
+def attack(config_file, id_, start, norm, eps, steps, lr, n_attack, adaptive, methods, detectors, preset, epochs,
+           data_root, out, cache_dir, device, seed, test_limit, quiet) -> None:
+    """AUROC of each method x detector when OOD images are attacked (source 004)."""
+    from .bench.attack_bench import attack_table, run_attack_bench
+    from .bench.config import BenchConfig, apply, load_config_file
+    from .errors import ConfigError
+
+    _setup_logging(quiet)
+    cfg = BenchConfig()
+    if config_file:
+        cfg = apply(cfg, load_config_file(config_file), str(config_file))
+    flags = {"id": id_, "methods": _csv(methods), "detectors": _csv(detectors), "preset": preset, "epochs": epochs,
+             "data_root": data_root, "out": out, "cache_dir": cache_dir, "device": device, "seed": seed,
+             "test_limit": test_limit}
+    cfg = apply(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
+    try:
+        eps_list = [float(e) for e in eps.split(",") if e.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--eps must be comma-separated numbers, got {eps!r}") from exc
+    command = "niood-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    payload = run_attack_bench(cfg, start, norm, eps_list, steps, lr, n_attack, adaptive, progress=not quiet,
+                               command=command)
+    click.echo(attack_table(payload["results"]))
+    click.echo(f"wall time {payload['timings']['total_s']:.1f} s; results in {cfg.out}/results.md")
+
+
 @main.command(name="list")
 @click.option("--data-root", type=click.Path(file_okay=False), envvar="NIOOD_DATA")
 @_user_errors

@@ -46,6 +46,14 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "niood-inversion/1"
 METRIC_NAMES = ("confidence", "margin", "ue", "entropy")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def epoch_lr(base_lr: float, schedule: str, epoch: int, total_epochs: int) -> float:
+    """Learning rate of classifier epoch ``epoch`` (0-based) of ``total_epochs``."""
+    if schedule == "constant" or total_epochs <= 1:
+        return base_lr
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / total_epochs))
 
 
 @dataclass
@@ -73,6 +81,9 @@ class InversionConfig:
     pretrain_epochs: int = 1
     metric_samples_per_class: int = 10
     weighted_ce: bool = True           # class-balanced weights (report 3.2)
+    garbage_per_epoch: int = 0         # 0: the last step's samples go to the pool (report);
+                                       # N > 0: N fresh samples of the final generator instead
+    lr_schedule: str = "constant"      # classifier learning rate: constant | cosine (per epoch)
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -81,7 +92,7 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("pretrain_epochs", "noise_samples"):
+        for name in ("pretrain_epochs", "noise_samples", "garbage_per_epoch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
@@ -89,6 +100,8 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {CONDITIONINGS}")
         if self.pool_policy not in POLICIES:
@@ -283,8 +296,8 @@ class InversionTrainer:
         noise = torch.randn((n_noise, *self.image_shape), generator=self._rng).clamp_(-1, 1)
         self._noise = quantize(noise)
         entry: dict[str, Any] = {"epoch": 0, "phase": "pretrain", "noise_samples": n_noise}
-        for _ in range(cfg.pretrain_epochs):
-            entry.update(self._retrain(loader))
+        for i in range(cfg.pretrain_epochs):
+            entry.update(self._retrain(loader, i))
         entry.update(self._validate(val_loader))
         entry["time_s"] = time.perf_counter() - t0
         self.history.append(entry)
@@ -294,6 +307,8 @@ class InversionTrainer:
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"epoch": epoch, "phase": "inversion"}
         samples, inv = self._invert(epoch)
+        if self.config.garbage_per_epoch:
+            samples = self._fresh_samples(self.config.garbage_per_epoch)
         entry.update(inv)
         t1 = time.perf_counter()
         entry.update(self._fixed_metrics(epoch))
@@ -301,7 +316,7 @@ class InversionTrainer:
         entry["pool_size"] = len(self.pool)
         entry["pool_seen"] = self.pool.seen
         t2 = time.perf_counter()
-        entry.update(self._retrain(loader))
+        entry.update(self._retrain(loader, self.config.pretrain_epochs + epoch - 1))
         entry.update(self._validate(val_loader))
         t3 = time.perf_counter()
         entry.update(inversion_time_s=t1 - t0, metrics_time_s=t2 - t1, retrain_time_s=t3 - t2, time_s=t3 - t0)
@@ -378,6 +393,12 @@ class InversionTrainer:
         self.generator.train(was)
         return out
 
+    def _fresh_samples(self, n: int) -> Tensor:
+        """``n`` samples of the current generator, conditioned on all K + 1 outputs uniformly."""
+        labels = torch.randint(self.num_outputs, (n,), generator=self._rng)
+        chunk = self.config.generator_chunk
+        return torch.cat([self.generate(labels[s:s + chunk]).cpu() for s in range(0, n, chunk)])
+
     @torch.inference_mode()
     def _fixed_metrics(self, epoch: int) -> dict[str, Any]:
         """Report 9.1: metrics on fixed noise / fixed conditioning, per class and averaged."""
@@ -399,9 +420,12 @@ class InversionTrainer:
     def _garbage(self) -> Tensor:
         return torch.cat([self._noise, self.pool.raw()]) if len(self.pool) else self._noise
 
-    def _retrain(self, loader: Iterable) -> dict[str, Any]:
+    def _retrain(self, loader: Iterable, epoch: int) -> dict[str, Any]:
         """One epoch on ID + garbage: every ID batch gets its share of shuffled garbage."""
         cfg = self.config
+        lr = epoch_lr(cfg.classifier_lr, cfg.lr_schedule, epoch, cfg.pretrain_epochs + cfg.epochs)
+        for group in self._clf_opt.param_groups:
+            group["lr"] = lr
         garbage = self._garbage()
         n_batches = len(loader) if hasattr(loader, "__len__") else None
         if n_batches is None:
@@ -431,7 +455,7 @@ class InversionTrainer:
             g_correct += int((pred[nid:] == self.garbage_index).sum())
             g_seen += g.shape[0]
         self.classifier.eval()
-        return {"train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
+        return {"lr": lr, "train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
                 "train_garbage_acc": g_correct / max(g_seen, 1), "garbage_size": int(garbage.shape[0]),
                 "class_weights": [] if weight is None else weight.cpu().tolist()}
 

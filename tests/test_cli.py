@@ -105,3 +105,19 @@ def test_list_and_data(tmp_path):
     assert result.exit_code == 0 and "synthetic" in result.output and "mahalanobis" in result.output
     result = CliRunner().invoke(main, ["data", "--data-root", str(tmp_path)])
     assert result.exit_code == 0 and "looked in" in result.output
+
+
+def test_attack_command_reuses_cached_models(smoke_run, tmp_path):
+    out, _ = smoke_run
+    cfg = tmp_path / "smoke.toml"
+    cfg.write_text(f'id = "synthetic"\npreset = "smoke"\nwidth = 8\nfit_limit = 1000\nout = "{out}"\n')
+    result = CliRunner().invoke(main, ["attack", "--config", str(cfg), "--start", "uniform", "--eps", "0,1",
+                                       "--steps", "3", "--n", "40", "--test-limit", "50", "--quiet",
+                                       "--detectors", "ue,msp"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["attack"]["eps"] == [0.0, 1.0]
+    assert all(m["cached"] for m in payload["methods"].values())
+    assert {r["eps"] for r in payload["results"]} == {0.0, 1.0}
+    assert (out / "attack_inversion.png").is_file()
+    assert "smallest eps" in result.output

@@ -105,13 +105,17 @@ def _val_loader(ctx: MethodContext):
 
 
 def train_plain(model: nn.Module, loader, epochs: int, lr: float, device: torch.device, progress: bool,
-                val_loader=None) -> list[dict[str, Any]]:
-    """Plain cross-entropy training with Adam (the ``standard`` baseline)."""
+                val_loader=None, lr_schedule: str = "constant") -> list[dict[str, Any]]:
+    """Plain cross-entropy training with Adam (the ``standard`` baseline), same LR schedule as ours."""
     from tqdm.auto import tqdm
+
+    from ..trainer import epoch_lr
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
     for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(lr, lr_schedule, epoch, epochs)
         t0 = time.perf_counter()
         model.train()
         seen = correct = 0
@@ -156,7 +160,7 @@ def _train_standard(ctx: MethodContext) -> TrainedModel:
     epochs = cfg.epochs + cfg.pretrain_epochs
     t0 = time.perf_counter()
     history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
-                          _val_loader(ctx))
+                          _val_loader(ctx), cfg.lr_schedule)
     return TrainedModel("standard", model, ctx.num_classes, None, time.perf_counter() - t0, history)
 
 

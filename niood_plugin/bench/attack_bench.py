@@ -1,0 +1,168 @@
+"""``niood-bench attack``: AUROC of every method x detector under the OOD attack of source 004.
+
+OOD start images are perturbed within an eps-ball (L2 or L-inf) so that the model's
+penultimate features match those of a random ID test image (or, with ``adaptive``, so
+that the garbage-aware UE score drops); then every detector scores ID test images against
+the attacked images.  Models come from the same cache as ``niood-bench run``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..attack import run_attack, ue_score_fn
+from ..data import TensorData
+from ..files import atomic_write_text
+from .config import BenchConfig
+from .methods import accuracy
+from .report import md_table, render_csv
+from .runner import BenchData, environment, load_data, peak_rss_mb, prepare_out, score_method, validate
+
+log = logging.getLogger(__name__)
+
+BROKEN_AUROC = 0.6
+
+
+def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[float], steps: int, lr: float,
+                     n_attack: int, adaptive: bool, progress: bool = True, command: str = "") -> dict[str, Any]:
+    t_start = time.perf_counter()
+    cfg = replace(cfg, ood=[start])
+    validate(cfg)
+    if not eps_list or any(e < 0 for e in eps_list):
+        raise ValueError(f"--eps needs one or more values >= 0, got {eps_list}")
+    out = Path(cfg.out)
+    prepare_out(out)
+    device = torch.device(cfg.device)
+    data = load_data(cfg)
+    starts = data.oods[start]
+    n = min(n_attack, len(starts))
+    x_start = starts.x[:n]
+
+    from .methods import MethodContext, obtain
+
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "models"
+    trained: dict[str, Any] = {}
+
+    def get(method: str):
+        if method not in trained:
+            ctx = MethodContext(cfg=cfg, train=data.train, val=None, num_classes=data.num_classes,
+                                image_shape=data.image_shape, device=device, progress=progress,
+                                checkpoint_dir=out / "checkpoints", sample_dir=out / "samples" / method,
+                                resume=False, get=get)
+            trained[method] = obtain(method, ctx, cache_dir)
+        return trained[method]
+
+    results: list[dict[str, Any]] = []
+    methods_info: dict[str, Any] = {}
+    mapes: dict[tuple[str, float], np.ndarray] = {}
+    for method in cfg.methods:
+        tm = get(method)
+        tm.model.to(device).eval()
+        t0 = time.perf_counter()
+        attacked: dict[str, TensorData] = {}
+        for eps in eps_list:
+            score_fn = ue_score_fn(tm.model, tm.garbage_index) if adaptive else None
+            x_adv, mape = run_attack(tm.model, data.test.x, x_start, eps, norm=norm, steps=steps, lr=lr,
+                                     batch_size=cfg.batch_size, seed=cfg.seed, score_fn=score_fn, device=device)
+            attacked[f"{start}@{eps:g}"] = TensorData(x_adv.cpu(), -torch.ones(n, dtype=torch.long), f"{start}@{eps:g}")
+            mapes[(method, eps)] = mape.cpu().numpy()
+            log.info("%s eps=%g: median MAPE %.4f", method, eps, float(np.median(mapes[(method, eps)])))
+        attack_s = time.perf_counter() - t0
+        rows, _ = score_method(tm, cfg, BenchData(data.train, data.test, attacked, data.fit), device)
+        for r in rows:
+            eps = float(r["ood"].split("@")[1])
+            r["eps"] = eps
+            r["ood"] = start
+            r["mape_median"] = float(np.median(mapes[(method, eps)]))
+        results += rows
+        methods_info[method] = {"id_accuracy": accuracy(tm.model, data.test.loader(batch_size=cfg.batch_size),
+                                                        device, tm.num_classes),
+                                "train_time_s": tm.train_time_s, "attack_time_s": attack_s, "cached": tm.cached}
+
+    payload = {
+        "command": command, "config": cfg.to_dict(),
+        "attack": {"start": start, "norm": norm, "eps": eps_list, "steps": steps, "lr": lr, "n_attacked": n,
+                   "adaptive": adaptive, "target": "garbage-aware UE score" if adaptive else "penultimate features"},
+        "environment": environment(device),
+        "timings": {"total_s": time.perf_counter() - t_start, "peak_rss_mb": peak_rss_mb()},
+        "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info, "results": results,
+    }
+    import json
+
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    atomic_write_text(out / "results.csv", render_csv_with_eps(results))
+    atomic_write_text(out / "results.md", render_attack_md(payload))
+    plot_attack(out, results, mapes)
+    return payload
+
+
+def render_csv_with_eps(results: list[dict]) -> str:
+    lines = render_csv(results).splitlines()
+    lines[0] += ",eps,mape_median"
+    for i, r in enumerate(results, start=1):
+        lines[i] += f",{r['eps']},{r['mape_median']}"
+    return "\n".join(lines) + "\n"
+
+
+def breaking_eps(rows: list[dict]) -> Optional[float]:
+    """Smallest eps whose AUROC is below 0.6 (None if the detector holds at every eps)."""
+    broken = sorted(r["eps"] for r in rows if r["auroc"] < BROKEN_AUROC)
+    return broken[0] if broken else None
+
+
+def attack_table(results: list[dict]) -> str:
+    eps_values = sorted({r["eps"] for r in results})
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["method"], r["detector"]), []).append(r)
+    rows = []
+    for (method, det), rs in groups.items():
+        by_eps = {r["eps"]: r["auroc"] for r in rs}
+        b = breaking_eps(rs)
+        rows.append([method, det] + [by_eps.get(e, "") for e in eps_values]
+                    + [f"{b:g}" if b is not None else f"> {max(eps_values):g}"])
+    return md_table(["method", "detector"] + [f"AUROC eps={e:g}" for e in eps_values]
+                    + [f"smallest eps with AUROC < {BROKEN_AUROC}"], rows)
+
+
+def render_attack_md(payload: dict) -> str:
+    a, env = payload["attack"], payload["environment"]
+    lines = [f"# OOD attack: {payload['config']['id']} vs attacked {a['start']}", "",
+             f"- command: `{payload['command']}`",
+             f"- attack: {a['norm']} ball, eps {a['eps']}, {a['steps']} Adamax steps, lr {a['lr']}, "
+             f"{a['n_attacked']} start images, target: {a['target']}; seed {payload['config']['seed']}",
+             f"- hardware: {env['cpu']} ({env['cpu_count']} cores), device {env['device']}; wall "
+             f"{payload['timings']['total_s']:.0f} s", "",
+             "AUROC of ID test images against attacked OOD images (higher = detector still works; 0.5 = chance):",
+             "", attack_table(payload["results"]), ""]
+    med = sorted({(r["method"], r["eps"], r["mape_median"]) for r in payload["results"]})
+    lines += ["Median MAPE between the attacked image's features and its ID target's (lower = closer match):", "",
+              md_table(["method", "eps", "median MAPE"], med), ""]
+    return "\n".join(lines)
+
+
+def plot_attack(out: Path, results: list[dict], mapes: dict[tuple[str, float], np.ndarray]) -> None:
+    from .plots import _plt
+
+    plt = _plt()
+    for method in sorted({r["method"] for r in results}):
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        for det in sorted({r["detector"] for r in results if r["method"] == method}):
+            rs = sorted((r for r in results if r["method"] == method and r["detector"] == det), key=lambda r: r["eps"])
+            a.plot([r["eps"] for r in rs], [r["auroc"] for r in rs], marker="o", label=det)
+        a.axhline(BROKEN_AUROC, color="k", ls=":", lw=0.8)
+        a.set(xlabel="eps", ylabel="AUROC", title=f"{method}: AUROC under attack")
+        a.legend(fontsize=7)
+        for (m, eps), v in sorted(mapes.items()):
+            if m == method:
+                b.hist(v, bins=40, alpha=0.5, label=f"eps={eps:g}")
+        b.set(xlabel="MAPE", title="feature MAPE to the ID target")
+        b.legend(fontsize=7)
+        fig.savefig(out / f"attack_{method}.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
