@@ -141,7 +141,7 @@ def pool_scaling(device, n_train: int) -> dict:
         if size:
             trainer.pool.add(torch.rand(size, *SHAPE) * 2 - 1)
         t0 = time.perf_counter()
-        trainer._retrain(loader)
+        trainer._retrain(loader, 0)
         times.append(time.perf_counter() - t0)
     slope, intercept = np.polyfit(np.array(sizes) + n_train, times, 1)
     pred = np.polyval([slope, intercept], np.array(sizes) + n_train)

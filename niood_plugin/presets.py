@@ -19,11 +19,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "report-fashionmnist": dict(_REPORT_COMMON),
     "report-cifar10": dict(_REPORT_COMMON, gamma=100.0, epochs=41),
     "report-svhn": dict(_REPORT_COMMON, gamma=10.0, inversion_steps=90, epochs=30, classifier_lr=1e-3),
-    # Ours, for 2 CPU cores: 10x fewer samples per step, 5x fewer steps, 4x larger
-    # classifier batches with a 10x larger learning rate, 6 instead of 20 epochs.
+    # Ours, for 2 CPU cores (README "Results" says what it costs and scores):
+    # - 100 generator updates of 220 samples per epoch instead of 100 x 11,000 (50x fewer
+    #   samples): at equal compute, many small steps learn the conditioning where 20 large
+    #   ones stay at chance;
+    # - conditioning vectors softmaxed at temperature 0.2 (report: 1), so the label is
+    #   visible to the generator: inversion accuracy 0.94 after one epoch instead of 0.59;
+    # - 2,200 fresh samples of the final generator per epoch go to the garbage pool
+    #   (report: the last step's samples, which would be only 220 here);
+    # - classifier batch 128 (report 32), learning rate 1e-3 (report 1e-4) with a cosine
+    #   schedule, 6 epochs (report 20); ngf 32 (report: unspecified, we use 64).
     "fast": dict(
         alpha=0.0, beta=1.0, gamma=0.0, delta=0.0, latent_dim=100, batch_size=128,
-        inversion_steps=20, samples_per_step=1_100, epochs=6,
+        inversion_steps=100, samples_per_step=220, epochs=6, vector_temperature=0.2,
+        garbage_per_epoch=2_200, lr_schedule="cosine",
         classifier_lr=1e-3, generator_lr=1e-3, conditioning="vector",
         pool_policy="reservoir", pool_capacity=60_000, generator_width=32,
     ),

@@ -84,6 +84,7 @@ class InversionConfig:
     garbage_per_epoch: int = 0         # 0: the last step's samples go to the pool (report);
                                        # N > 0: N fresh samples of the final generator instead
     lr_schedule: str = "constant"      # classifier learning rate: constant | cosine (per epoch)
+    garbage_source: str = "inversion"  # inversion | noise (ablation: fresh Gaussian noise, no generator)
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -100,6 +101,8 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.garbage_source not in ("inversion", "noise"):
+            raise ValueError(f"unknown garbage_source {self.garbage_source!r}; choose 'inversion' or 'noise'")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         if self.conditioning not in CONDITIONINGS:
@@ -306,12 +309,18 @@ class InversionTrainer:
     def _epoch(self, epoch: int, loader: Iterable, val_loader: Optional[Iterable]) -> None:
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"epoch": epoch, "phase": "inversion"}
-        samples, inv = self._invert(epoch)
-        if self.config.garbage_per_epoch:
-            samples = self._fresh_samples(self.config.garbage_per_epoch)
-        entry.update(inv)
+        cfg = self.config
+        if cfg.garbage_source == "noise":
+            n = cfg.garbage_per_epoch or cfg.samples_per_step
+            samples = torch.randn((n, *self.image_shape), generator=self._rng).clamp_(-1, 1)
+        else:
+            samples, inv = self._invert(epoch)
+            if cfg.garbage_per_epoch:
+                samples = self._fresh_samples(cfg.garbage_per_epoch)
+            entry.update(inv)
         t1 = time.perf_counter()
-        entry.update(self._fixed_metrics(epoch))
+        if cfg.garbage_source == "inversion":
+            entry.update(self._fixed_metrics(epoch))
         self.pool.add(samples)
         entry["pool_size"] = len(self.pool)
         entry["pool_seen"] = self.pool.seen

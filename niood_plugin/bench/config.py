@@ -29,7 +29,7 @@ class BenchConfig:
     width: int = 32                         # ncf of the report classifiers
     hparams: dict[str, Any] = field(default_factory=dict)  # InversionTrainer overrides
     ue_variant: str = "combined"
-    fig_epochs: int = 2                     # FIG fine-tuning epochs on top of 'standard'
+    fig_epochs: int = 1                     # FIG fine-tuning epochs on top of 'standard'
     bal_epochs: int = 5                     # BAL generator/discriminator epochs on 'standard' features
     data_root: Optional[str] = None
     out: str = "runs/mnist"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Ablations of the inversion method on MNIST, one row each, all on the same reduced budget:
+# 20,000 training images, 3 epochs, 2,000 images per test set, OOD = Fashion-MNIST,
+# CIFAR-10 (JPEG, gray 28x28), Tiny ImageNet (gray 28x28), Gaussian noise.
+# Everything else is the fast preset.  Writes benchmarks/results/ablations/{<name>/,ablations.md}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=benchmarks/results/ablations
+common=(--id mnist --ood fashionmnist,cifar10-jpeg,tinyimagenet,gaussian --method inversion
+        --detectors ue,ue-id,garbage,msp,energy,mahalanobis --train-limit 20000 --epochs 3 --test-limit 2000 --quiet)
+run() { local name=$1; shift; echo "== $name"; niood-bench run "${common[@]}" --out "$out/$name" "$@" | tail -n 0; }
+run baseline
+run cond-matrix         --set conditioning=matrix
+run cond-vector-matrix  --set conditioning=vector-matrix
+run loss-ce+kl          --set alpha=1
+run loss-ce+kl+cos      --set alpha=1 --set gamma=1
+run loss-ce+kl+cos+orth --set alpha=1 --set gamma=1 --set delta=1
+run pool-fifo-5000      --set pool_policy=fifo --set pool_capacity=5000
+run pool-all            --set pool_policy=all --set pool_capacity=null
+run noise-only          --set garbage_source=noise
+run temperature-1       --set vector_temperature=1.0
+run last-step-only      --set garbage_per_epoch=0
+python benchmarks/summarize_ablations.py "$out"

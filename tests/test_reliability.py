@@ -1,0 +1,122 @@
+"""Interrupted runs resume exactly; results are written atomically; runs reproduce."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from niood_plugin.cli import main
+from niood_plugin.files import atomic_write_text, load_checkpoint
+from niood_plugin.trainer import CHECKPOINT_FORMAT
+
+TRAIN_SCRIPT = r"""
+import json, sys, torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from niood_plugin import InversionTrainer
+from niood_plugin.data import TensorData
+from niood_plugin.models import build_classifier
+torch.set_num_threads(1)
+ckpt, out, resume, slow = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
+d = load_digits()
+x = F.interpolate(torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0, size=(28, 28), mode="bilinear")
+data = TensorData((x * 2 - 1).clamp(-1, 1)[:400], torch.tensor(d.target)[:400], "digits")
+torch.manual_seed(0)
+clf = build_classifier("report28", 11, 1, ncf=8)
+if slow:  # make every forward pass slow so that the parent can kill us mid-epoch
+    import time
+    clf.register_forward_hook(lambda *a: time.sleep(slow))
+trainer = InversionTrainer(clf, 10, (1, 28, 28), preset="smoke", epochs=3, inversion_steps=2, samples_per_step=66,
+                           latent_dim=8, generator_width=8, progress=False, seed=0)
+hist = trainer.fit(data.loader(batch_size=64, shuffle=True, seed=0), checkpoint=ckpt, resume=ckpt if resume else None)
+json.dump([{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist], open(out, "w"))
+"""
+
+
+def _run(args, **kw):
+    return subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, *map(str, args)], **kw)
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    try:
+        return int(load_checkpoint(path, CHECKPOINT_FORMAT)["epoch"])
+    except Exception:
+        return -1
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_during_epoch_2_then_resume_matches_uninterrupted(tmp_path):
+    full = _run([tmp_path / "a.pt", tmp_path / "full.json", 0, 0])
+    assert full.wait(timeout=240) == 0
+    ckpt = tmp_path / "b.pt"
+    victim = _run([ckpt, tmp_path / "never.json", 0, 0.02])
+    deadline = time.time() + 200
+    while _checkpoint_epoch(ckpt) < 1:          # epoch 1 done: epoch 2 is under way
+        assert victim.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "never.json").exists()
+    assert _checkpoint_epoch(ckpt) == 1          # the half-done epoch 2 left no trace
+    resumed = _run([ckpt, tmp_path / "resumed.json", 1, 0])
+    assert resumed.wait(timeout=240) == 0
+    assert json.loads((tmp_path / "resumed.json").read_text()) == json.loads((tmp_path / "full.json").read_text())
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "results.json"
+    atomic_write_text(target, "old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
+
+
+def test_same_seed_same_results_json(tmp_path):
+    rows = []
+    for name in ("a", "b"):
+        args = ["run", "--preset", "smoke", "--quiet", "--method", "inversion", "--detectors", "ue,msp,mahalanobis",
+                "--test-limit", "60", "--out", str(tmp_path / name)]
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        rows.append(json.loads((tmp_path / name / "results.json").read_text())["results"])
+    assert rows[0] == rows[1]
+
+
+def test_checkpoints_load_weights_only(tmp_path):
+    """A checkpoint holding an arbitrary Python object is refused, not unpickled."""
+
+    class Evil:
+        pass
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": Evil()}, path)
+    from niood_plugin.errors import CheckpointError
+
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path, CHECKPOINT_FORMAT)
+
+
+def test_corrupt_data_file_exits_2(tmp_path):
+    root = tmp_path / "data" / "mnist"
+    root.mkdir(parents=True)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (root / stem).write_bytes(b"\x00\x00\x08\x03garbage")
+    result = CliRunner().invoke(main, ["run", "--id", "mnist", "--ood", "gaussian", "--data-root",
+                                       str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
