@@ -32,9 +32,10 @@ def softmax_metrics(logits: Tensor) -> dict[str, Tensor]:
 def per_class_metrics(logits: Tensor, labels: Tensor, num_classes: int) -> dict[str, list[float]]:
     """Mean of each :func:`softmax_metrics` value over the samples of each label (report 9.1)."""
     values = softmax_metrics(logits)
+    labels = labels.cpu()
     counts = torch.bincount(labels, minlength=num_classes).clamp_min(1).float()
     out: dict[str, list[float]] = {}
     for name, v in values.items():
-        sums = torch.zeros(num_classes).index_add_(0, labels.cpu(), v.detach().cpu().float())
+        sums = torch.zeros(num_classes).index_add_(0, labels, v.detach().cpu().float())
         out[name] = (sums / counts).tolist()
     return out

@@ -112,7 +112,7 @@ class InversionConfig:
         if self.pool_capacity is None and self.pool_policy != "all":
             raise ValueError(f"pool_policy {self.pool_policy!r} needs a pool_capacity")
         if self.pool_policy == "all" and self.pool_capacity is not None:
-            need = self.epochs * self.samples_per_step
+            need = self.epochs * (self.garbage_per_epoch or self.samples_per_step)
             if need > self.pool_capacity:
                 raise ValueError(
                     f"pool_policy 'all' would hold {need} images but pool_capacity is {self.pool_capacity}: "
@@ -126,7 +126,7 @@ class InversionConfig:
         if unknown:
             raise TypeError(f"unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
         values = get_preset(preset, dataset) if preset else {}
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(overrides)  # an explicit None is kept (e.g. pool_capacity=None: unbounded)
         cfg = cls(**values)
         cfg.validate()
         return cfg
@@ -175,11 +175,12 @@ class InversionTrainer:
         self.seed = seed
         self.progress = progress
         self.sample_dir = Path(sample_dir) if sample_dir is not None else None
+        named = dict(alpha=alpha, beta=beta, gamma=gamma, delta=delta, latent_dim=latent_dim, batch_size=batch_size,
+                     inversion_steps=inversion_steps, samples_per_step=samples_per_step, epochs=epochs,
+                     classifier_lr=classifier_lr, generator_lr=generator_lr, conditioning=conditioning)
+        # Named arguments left at None mean "the preset's value"; **more is taken as given.
         self.config = InversionConfig.from_preset(
-            preset, dataset, alpha=alpha, beta=beta, gamma=gamma, delta=delta, latent_dim=latent_dim,
-            batch_size=batch_size, inversion_steps=inversion_steps, samples_per_step=samples_per_step,
-            epochs=epochs, classifier_lr=classifier_lr, generator_lr=generator_lr,
-            conditioning=conditioning, **more)
+            preset, dataset, **{k: v for k, v in named.items() if v is not None}, **more)
         self.history: list[dict[str, Any]] = []
         self._check_static()
 
@@ -215,7 +216,7 @@ class InversionTrainer:
             raise ValueError(f"labels must lie in [0, {self.num_classes}) (the garbage class {self.num_classes} "
                              f"is added by the trainer), got range [{int(y.min())}, {int(y.max())}]")
         if not torch.isfinite(x).all():
-            raise ValueError("images contain NaN or Inf")
+            raise ValueError("images contain NaN or Inf: check the data pipeline (e.g. a division by a zero std)")
         lo, hi = float(x.min()), float(x.max())
         if (lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3) and not self._warned_range:
             self._warned_range = True
@@ -293,8 +294,8 @@ class InversionTrainer:
     def _pretrain(self, loader: Iterable, val_loader: Optional[Iterable]) -> None:
         cfg = self.config
         t0 = time.perf_counter()
-        for x, y in loader:
-            self._class_counts += torch.bincount(y.long().cpu(), minlength=self.num_classes)
+        for batch in loader:
+            self._class_counts += torch.bincount(batch[1].long().cpu(), minlength=self.num_classes)
         n_noise = cfg.noise_samples or int(self._class_counts.float().mean().round())
         noise = torch.randn((n_noise, *self.image_shape), generator=self._rng).clamp_(-1, 1)
         self._noise = quantize(noise)
@@ -350,6 +351,7 @@ class InversionTrainer:
         try:
             for step in _progress(range(cfg.inversion_steps), self.progress, f"inversion {epoch}"):
                 final = step == cfg.inversion_steps - 1
+                keep = final and not cfg.garbage_per_epoch  # else fresh samples replace them
                 cond = sample_conditioning(cfg.conditioning, n, self.num_outputs, None,
                                            cfg.vector_temperature, self._rng)
                 z = torch.randn(n, cfg.latent_dim, generator=self._rng)
@@ -367,13 +369,15 @@ class InversionTrainer:
                     for k, v in p.items():
                         parts[k] = parts.get(k, 0.0) + v * share
                     if final:
+                        correct += int((logits.detach().argmax(1) == c.labels.to(logits.device)).sum())
+                    if keep:
                         last_images.append(x.detach().cpu())
-                        correct += int((logits.detach().argmax(1) == c.labels).sum())
                 self._gen_opt.step()
         finally:
             for p, req in zip(clf.parameters(), frozen):
                 p.requires_grad_(req)
-        return torch.cat(last_images), {"inversion_loss": total, **{f"inversion_{k}": v for k, v in parts.items()},
+        images = torch.cat(last_images) if last_images else torch.empty((0, *self.image_shape))
+        return images, {"inversion_loss": total, **{f"inversion_{k}": v for k, v in parts.items()},
                                          "inversion_accuracy": correct / n}
 
     @torch.inference_mode()
@@ -388,6 +392,7 @@ class InversionTrainer:
         if self.generator is None:
             raise RuntimeError("the generator does not exist yet: call fit() first")
         cfg = self.config
+        labels = labels.cpu()
         if cond is None:
             cond = sample_conditioning(cfg.conditioning, labels.shape[0], self.num_outputs, labels,
                                        cfg.vector_temperature, self._rng)
@@ -448,9 +453,10 @@ class InversionTrainer:
         for i, batch in enumerate(_progress(loader, self.progress, "retrain")):
             x, y = batch[0], batch[1].long()
             self._check_batch(x, y)
-            g = dequantize(garbage[order[i * per_batch:(i + 1) * per_batch]])
-            xb = torch.cat([x, g]).to(self.device)
-            yb = torch.cat([y, torch.full((g.shape[0],), self.garbage_index, dtype=torch.long)]).to(self.device)
+            g = dequantize(garbage[order[i * per_batch:(i + 1) * per_batch]]).to(self.device)
+            xb = torch.cat([x.to(self.device), g])
+            yb = torch.cat([y.to(self.device),
+                            torch.full((g.shape[0],), self.garbage_index, dtype=torch.long, device=self.device)])
             logits = self.classifier(xb)
             loss = F.cross_entropy(logits, yb, weight=weight)
             self._clf_opt.zero_grad(set_to_none=True)
@@ -486,7 +492,8 @@ class InversionTrainer:
     # ------------------------------------------------------------------ checkpoints
     def _config_signature(self) -> str:
         cfg = asdict(self.config)
-        cfg.pop("epochs")  # resuming with more epochs is allowed
+        if self.config.lr_schedule == "constant":
+            cfg.pop("epochs")  # resuming with more epochs is allowed (a cosine schedule depends on it)
         return json.dumps({"config": cfg, "num_classes": self.num_classes, "image_shape": list(self.image_shape),
                            "seed": self.seed}, sort_keys=True)
 
@@ -507,6 +514,7 @@ class InversionTrainer:
             "class_counts": self._class_counts,
             "rng": self._rng.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.stack(torch.cuda.get_rng_state_all()) if self.device.type == "cuda" else torch.empty(0),
             "history": json.dumps(self.history),
             "loader_rng": loader_gen.get_state() if isinstance(loader_gen, torch.Generator) else torch.empty(0),
         }
@@ -524,11 +532,14 @@ class InversionTrainer:
             self._gen_opt.load_state_dict(state["generator_opt"])
             self.pool.load_state_dict(state["pool"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
+            raise CheckpointError(f"checkpoint {path} does not fit this model ({exc}); delete it or start "
+                                  "without resume") from exc
         self._noise = state["noise"]
         self._class_counts = state["class_counts"]
         self._rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng", torch.empty(0)).numel():
+            torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
         loader_gen = _loader_generator(loader)
         if isinstance(loader_gen, torch.Generator) and state["loader_rng"].numel():
             loader_gen.set_state(state["loader_rng"])

@@ -22,7 +22,8 @@ from ..files import atomic_write_text
 from .config import BenchConfig
 from .methods import accuracy
 from .report import md_table, render_csv
-from .runner import BenchData, environment, load_data, peak_rss_mb, prepare_out, score_method, validate
+from .runner import (BenchData, environment, load_data, model_source, peak_rss_mb, prepare_out, score_method,
+                     validate)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ BROKEN_AUROC = 0.6
 
 
 def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[float], steps: int, lr: float,
-                     n_attack: int, adaptive: bool, progress: bool = True, command: str = "") -> dict[str, Any]:
+                     n_attack: int, adaptive: bool, progress: bool = True, command: str = "",
+                     train_missing: bool = False) -> dict[str, Any]:
     t_start = time.perf_counter()
     cfg = replace(cfg, ood=[start])
     validate(cfg)
@@ -44,19 +46,7 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
     n = min(n_attack, len(starts))
     x_start = starts.x[:n]
 
-    from .methods import MethodContext, obtain
-
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "models"
-    trained: dict[str, Any] = {}
-
-    def get(method: str):
-        if method not in trained:
-            ctx = MethodContext(cfg=cfg, train=data.train, val=None, num_classes=data.num_classes,
-                                image_shape=data.image_shape, device=device, progress=progress,
-                                checkpoint_dir=out / "checkpoints", sample_dir=out / "samples" / method,
-                                resume=False, get=get)
-            trained[method] = obtain(method, ctx, cache_dir)
-        return trained[method]
+    get = model_source(cfg, data, device, progress, resume=False, train_missing=train_missing)
 
     results: list[dict[str, Any]] = []
     methods_info: dict[str, Any] = {}
@@ -66,17 +56,20 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
         tm.model.to(device).eval()
         t0 = time.perf_counter()
         attacked: dict[str, TensorData] = {}
+        eps_of: dict[str, float] = {}
         for eps in eps_list:
             score_fn = ue_score_fn(tm.model, tm.garbage_index) if adaptive else None
             x_adv, mape = run_attack(tm.model, data.test.x, x_start, eps, norm=norm, steps=steps, lr=lr,
                                      batch_size=cfg.batch_size, seed=cfg.seed, score_fn=score_fn, device=device)
-            attacked[f"{start}@{eps:g}"] = TensorData(x_adv.cpu(), -torch.ones(n, dtype=torch.long), f"{start}@{eps:g}")
+            name = f"{start}@{len(eps_of)}"
+            eps_of[name] = eps
+            attacked[name] = TensorData(x_adv.cpu(), -torch.ones(n, dtype=torch.long), name)
             mapes[(method, eps)] = mape.cpu().numpy()
             log.info("%s eps=%g: median MAPE %.4f", method, eps, float(np.median(mapes[(method, eps)])))
         attack_s = time.perf_counter() - t0
         rows, _ = score_method(tm, cfg, BenchData(data.train, data.test, attacked, data.fit), device)
         for r in rows:
-            eps = float(r["ood"].split("@")[1])
+            eps = eps_of[r["ood"]]
             r["eps"] = eps
             r["ood"] = start
             r["mape_median"] = float(np.median(mapes[(method, eps)]))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,10 +43,6 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def key(self, *names: str) -> str:
-        """A stable string of the named fields (for cache keys)."""
-        return json.dumps({n: getattr(self, n) for n in names}, sort_keys=True)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

@@ -73,8 +73,8 @@ class MethodContext:
         return build_classifier(self.classifier_name(), num_outputs, self.image_shape[0], **kwargs)
 
     def inversion_config(self) -> InversionConfig:
-        return InversionConfig.from_preset(self.cfg.preset, self.cfg.id, epochs=self.cfg.epochs,
-                                           **self.cfg.hparams)
+        epochs = {} if self.cfg.epochs is None else {"epochs": self.cfg.epochs}
+        return InversionConfig.from_preset(self.cfg.preset, self.cfg.id, **epochs, **self.cfg.hparams)
 
     def loader(self, batch_size: int):
         return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed)
@@ -85,7 +85,7 @@ def _train_inversion(ctx: MethodContext) -> TrainedModel:
     clf = ctx.new_classifier(ctx.num_classes + 1)
     trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
                                progress=ctx.progress, sample_dir=ctx.sample_dir, **_config_kwargs(cfg))
-    ckpt = ctx.checkpoint_dir / "inversion.pt"
+    ckpt = ctx.checkpoint_dir / f"inversion-{cache_key('inversion', ctx)}.pt"  # tied to the settings
     resume = ckpt if ctx.resume and ckpt.is_file() else None
     t0 = time.perf_counter()
     history = trainer.fit(ctx.loader(cfg.batch_size), val_loader=_val_loader(ctx), checkpoint=ckpt, resume=resume)
@@ -158,6 +158,7 @@ def _train_standard(ctx: MethodContext) -> TrainedModel:
     cfg = ctx.inversion_config()
     model = ctx.new_classifier(ctx.num_classes).to(ctx.device)
     epochs = cfg.epochs + cfg.pretrain_epochs
+    torch.manual_seed(ctx.cfg.seed)  # dropout masks: the same whatever ran before in this process
     t0 = time.perf_counter()
     history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
                           _val_loader(ctx), cfg.lr_schedule)
@@ -172,6 +173,7 @@ def _train_fig(ctx: MethodContext) -> TrainedModel:
     model = copy.deepcopy(base.model).to(ctx.device)
     trainer = FIGTrainer(model, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
                          progress=ctx.progress)
+    torch.manual_seed(ctx.cfg.seed)
     t0 = time.perf_counter()
     history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.fig_epochs)
     # Its cost includes training the standard model it starts from.
@@ -200,6 +202,7 @@ def _train_bal(ctx: MethodContext) -> TrainedModel:
     base = ctx.get("standard")
     model = copy.deepcopy(base.model).to(ctx.device).eval()
     trainer = BALTrainer(model, ctx.num_classes, device=ctx.device, seed=ctx.cfg.seed, progress=ctx.progress)
+    torch.manual_seed(ctx.cfg.seed)
     t0 = time.perf_counter()
     history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.bal_epochs)
     elapsed = base.train_time_s + time.perf_counter() - t0
@@ -245,8 +248,11 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-def obtain(method: str, ctx: MethodContext, cache_dir: Path) -> TrainedModel:
-    """The trained model of ``method``: from the cache if there, else trained and cached."""
+def obtain(method: str, ctx: MethodContext, cache_dir: Path, train_missing: bool = True) -> TrainedModel:
+    """The trained model of ``method``: from the cache if there, else trained and cached.
+
+    With ``train_missing=False`` a model missing from the cache is an error, not a training run.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list_methods()}")
     m = METHODS[method]
@@ -255,6 +261,9 @@ def obtain(method: str, ctx: MethodContext, cache_dir: Path) -> TrainedModel:
     if path.is_file():
         log.info("%s: using cached model %s", method, path)
         return load_trained(path, key, m.skeleton(ctx))
+    if not train_missing:
+        raise CheckpointError(f"no cached {method} model for these settings ({path}): run `niood-bench run` "
+                              "first with the same --config/flags, or pass --train to train it here")
     tm = m.train(ctx)
     save_trained(tm, path, key)
     return tm
@@ -290,6 +299,9 @@ def load_trained(path: Path, key: str, fresh: TrainedModel) -> TrainedModel:
         fresh.model.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise CheckpointError(f"cache file {path} does not fit the model: delete it ({exc})") from exc
+    if set(state["extra"]) != set(fresh.extra):
+        raise CheckpointError(f"cache file {path} holds {sorted(state['extra'])}, expected {sorted(fresh.extra)}; "
+                              "delete it")
     for name, sd in state["extra"].items():
         fresh.extra[name].load_state_dict(sd)
     fresh.model.eval()

@@ -19,7 +19,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..data import TensorData, list_datasets, load_dataset
+from ..data import TensorData, list_datasets, load_dataset, subset_indices
+from ..detector import VARIANTS as UE_VARIANTS
 from ..errors import ConfigError
 from ..presets import list_presets
 from . import plots
@@ -30,8 +31,6 @@ from .methods import METHODS, MethodContext, accuracy, list_methods, obtain
 from .report import write_results
 
 log = logging.getLogger(__name__)
-
-UE_VARIANTS = ("combined", "id", "full", "garbage")
 
 
 @dataclass
@@ -82,6 +81,13 @@ def validate(cfg: BenchConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
+    from ..trainer import InversionConfig
+
+    try:  # unknown or bad trainer hyperparameters (--set, hparams) fail here, before any work
+        InversionConfig.from_preset(cfg.preset, cfg.id, **({} if cfg.epochs is None else {"epochs": cfg.epochs}),
+                                    **cfg.hparams)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"hyperparameters: {exc}") from exc
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {cfg.device!r} requested but CUDA is not available; use --device cpu")
 
@@ -104,9 +110,12 @@ def load_data(cfg: BenchConfig) -> BenchData:
     test = load_dataset(cfg.id, "test", cfg.data_root, limit=cfg.test_limit, seed=cfg.seed)
     oods = {name: load_dataset(name, "test", cfg.data_root, image_shape=shape, limit=cfg.test_limit, seed=cfg.seed)
             for name in cfg.ood}
-    n_fit = min(cfg.fit_limit, len(train))
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:n_fit]
-    fit = TensorData(train.x[idx], train.y[idx], f"{cfg.id}-fit")
+    idx = subset_indices(train.y, min(cfg.fit_limit, len(train)), seed=cfg.seed)  # class-stratified
+    fit = train if idx is None else TensorData(train.x[idx], train.y[idx], f"{cfg.id}-fit")
+    missing = sorted(set(range(int(train.num_classes))) - set(fit.y.unique().tolist()))
+    if missing:
+        raise ConfigError(f"classes {missing} have no training images (train_limit={cfg.train_limit}, "
+                          f"fit_limit={cfg.fit_limit}): raise them")
     return BenchData(train, test, oods, fit)
 
 
@@ -162,19 +171,7 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     log.info("data: %s train %d, test %d, OOD %s (%.1f s)", cfg.id, len(data.train), len(data.test),
              {k: len(v) for k, v in data.oods.items()}, timings["data_s"])
 
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "models"
-    trained: dict[str, Any] = {}
-
-    def get(method: str):
-        if method not in trained:
-            trained[method] = obtain(method, ctx_for(method), cache_dir)
-        return trained[method]
-
-    def ctx_for(method: str) -> MethodContext:
-        return MethodContext(cfg=cfg, train=data.train, val=None, num_classes=data.num_classes,
-                             image_shape=data.image_shape, device=device, progress=progress,
-                             checkpoint_dir=out / "checkpoints", sample_dir=out / "samples" / method,
-                             resume=resume, get=get)
+    get = model_source(cfg, data, device, progress, resume)
 
     results: list[dict[str, Any]] = []
     methods_info: dict[str, Any] = {}
@@ -215,6 +212,25 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     if checkpoints.is_dir() and not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model cache holds the result
     return payload
+
+
+def model_source(cfg: BenchConfig, data: BenchData, device: torch.device, progress: bool, resume: bool,
+                 train_missing: bool = True):
+    """``get(method)``: the trained model of ``method``, from the cache or trained once per process."""
+    out = Path(cfg.out)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "models"
+    trained: dict[str, Any] = {}
+
+    def get(method: str):
+        if method not in trained:
+            ctx = MethodContext(cfg=cfg, train=data.train, val=None, num_classes=data.num_classes,
+                                image_shape=data.image_shape, device=device, progress=progress,
+                                checkpoint_dir=out / "checkpoints", sample_dir=out / "samples" / method,
+                                resume=resume, get=get)
+            trained[method] = obtain(method, ctx, cache_dir, train_missing)
+        return trained[method]
+
+    return get
 
 
 def score_method(tm, cfg: BenchConfig, data: BenchData, device: torch.device):

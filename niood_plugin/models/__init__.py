@@ -10,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from .protocol import FeatureClassifier, check_feature_classifier, num_outputs
+from .protocol import FeatureClassifier, check_feature_classifier
 from .restrict import DropOutput, last_linear
 from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
                      Report32Generator)
@@ -92,5 +92,5 @@ __all__ = [
     "CONDITIONINGS", "DropOutput", "FeatureClassifier", "last_linear", "Report28Classifier", "Report28Generator",
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
     "build_generator", "check_feature_classifier", "generator_for_shape", "list_classifiers",
-    "list_generators", "num_outputs", "register_classifier", "register_generator",
+    "list_generators", "register_classifier", "register_generator",
 ]

@@ -43,14 +43,3 @@ def check_feature_classifier(model: object) -> None:
             "niood_plugin.models.TimmClassifier / implement the two methods."
         )
 
-
-def num_outputs(model: nn.Module, example: Tensor) -> int:
-    """Number of logits ``model`` returns for ``example`` (one forward pass, no grad)."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        out = model(example[:1])
-    model.train(was_training)
-    return int(out.shape[-1])

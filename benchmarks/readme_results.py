@@ -1,0 +1,107 @@
+"""Rewrite README.md's Results section from the committed results files.
+
+    python benchmarks/readme_results.py        # reads benchmarks/results/*, edits README.md
+
+Every number in that section comes from a results.json (or perf.json / ablations.md)
+made by the command recorded in it; this script only formats them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from niood_plugin.bench.report import md_table
+
+ROOT = Path(__file__).resolve().parent.parent
+RES = ROOT / "benchmarks" / "results"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+# The report's published numbers (section 10, UE on the garbage model, garbage class excluded).
+REPORT = {
+    "mnist": {"avg_auroc": 0.9437, "avg_fpr95": 0.1814,
+              "per_ood": {"fashionmnist": 0.9784, "cifar10": 0.9704, "svhn": 0.8381, "cifar100": 0.9626,
+                          "tinyimagenet": 0.9692}},
+    "fashionmnist": {"avg_auroc": 0.9193, "avg_fpr95": 0.2889,
+                     "per_ood": {"mnist": 0.7623, "cifar10": 0.9566, "svhn": 0.9747, "cifar100": 0.9562,
+                                 "tinyimagenet": 0.9465}},
+}
+OOD_ALIASES = {"cifar10-jpeg": "cifar10"}
+
+
+def _mean(v):
+    return sum(v) / len(v) if v else float("nan")
+
+
+def id_section(name: str) -> str:
+    path = RES / name / "results.json"
+    if not path.is_file():
+        return f"_No committed run for {name} yet._\n"
+    p = json.loads(path.read_text())
+    env, t = p["environment"], p["timings"]
+    res = p["results"]
+    oods = list(dict.fromkeys(r["ood"] for r in res))
+    rep = REPORT.get(name)
+    header = ["row", "method / detector"] + [f"AUROC {o}" for o in oods] + ["avg AUROC", "avg FPR95", "ID acc",
+                                                                             "train wall s"]
+    rows = []
+    if rep:
+        rows.append(["report (published)", "garbage model / UE (garbage excluded)"]
+                    + [rep["per_ood"].get(OOD_ALIASES.get(o, o), "n/a") for o in oods]
+                    + [f"{rep['avg_auroc']:.4f} (its 5 sets)", f"{rep['avg_fpr95']:.4f}", "", "hours (GPU)"])
+    groups: dict = {}
+    for r in res:
+        groups.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
+    best_std = max((k for k in groups if k[0] == "standard"),
+                   key=lambda k: _mean([r["auroc"] for r in groups[k].values()]), default=None)
+    order = [("inversion", d) for d in ("ue", "ue-id", "garbage", "mahalanobis", "energy", "msp")]
+    order += [k for k in groups if k[0] == "standard"]
+    order += [k for k in groups if k[0] in ("fig", "bal") and k[1] in ("msp", "ue", "energy", "mahalanobis", "bal")]
+    for key in order:
+        if key not in groups:
+            continue
+        g = groups[key]
+        m = p["methods"][key[0]]
+        label = {"inversion": "ours (fast preset)", "standard": "plain model + post-hoc",
+                 "fig": "FIG (peer)", "bal": "BAL (peer)"}[key[0]]
+        if key == best_std:
+            label += " (best post-hoc)"
+        rows.append([label, f"{key[0]} / {key[1]}"] + [g[o]["auroc"] if o in g else "" for o in oods]
+                    + [_mean([r["auroc"] for r in g.values()]), _mean([r["fpr95"] for r in g.values()]),
+                       m["id_accuracy"], round(m["train_time_s"])])
+    cmd = p.get("command", "")
+    head = (f"**{name} in-distribution**: `{cmd}` on {env['cpu']} ({env['cpu_count']} cores, "
+            f"{env['torch_threads']} torch threads, {env['device']}), seed {p['config']['seed']}, "
+            f"total wall time {t['total_s'] / 60:.1f} min, peak RSS {t.get('peak_rss_mb', 0):.0f} MiB. "
+            f"Full tables: `benchmarks/results/{name}/results.md`.\n\n")
+    notes = "".join(f"- {n}\n" for n in p.get("notes", []))
+    return head + md_table(header, rows) + "\n\n" + notes
+
+
+def perf_section() -> str:
+    path = RES / "perf.json"
+    if not path.is_file():
+        return "_No committed perf run yet._\n"
+    md = (RES / "perf.md").read_text()
+    return md.split("\n", 1)[1] if md.startswith("# ") else md
+
+
+def main() -> None:
+    parts = ["Numbers below are copied by `python benchmarks/readme_results.py` from the committed "
+             "results files; the command, hardware, seed and wall time of each run are stated with it.\n"]
+    for name in ("mnist", "fashionmnist"):
+        parts += [f"### {name}\n", id_section(name)]
+    abl = RES / "ablations" / "ablations.md"
+    parts += ["### Ablations\n", abl.read_text().split("\n", 2)[2] if abl.is_file() else "_not run yet_\n"]
+    att = RES / "attack-mnist" / "results.md"
+    if att.is_file():
+        parts += ["### Under the OOD attack (source 004)\n", att.read_text().split("\n", 1)[1]]
+    parts += ["### Cost (benchmarks/perf.py)\n", perf_section()]
+    body = "\n".join(parts)
+    readme = (ROOT / "README.md").read_text()
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), START + "\n" + body + "\n" + END, readme, flags=re.S)
+    (ROOT / "README.md").write_text(new)
+
+
+if __name__ == "__main__":
+    main()
