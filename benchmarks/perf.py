@@ -203,7 +203,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/results/perf")
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--n-train", type=int, default=12_000, help="ID images for the epoch-ratio and pool runs")
+    ap.add_argument("--n-train", type=int, default=60_000, help="ID images for the epoch ratio (MNIST's 60,000)")
+    ap.add_argument("--n-pool", type=int, default=6_000, help="ID images for the pool-scaling runs")
     ap.add_argument("--mnist-results", default="benchmarks/results/mnist/results.json")
     ap.add_argument("--skip-report-epoch", action="store_true")
     args = ap.parse_args()
@@ -213,7 +214,7 @@ def main() -> None:
     det = detector_throughput(device, args.batch)
     syn = synthesis_throughput(device)
     ep = epoch_ratio(device, args.n_train)
-    pool = pool_scaling(device, args.n_train // 2)
+    pool = pool_scaling(device, args.n_pool)
     rep = None if args.skip_report_epoch else report_epoch_extrapolation(device)
     rss = None
     if Path(args.mnist_results).is_file():
