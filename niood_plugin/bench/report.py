@@ -89,7 +89,10 @@ def render_markdown(payload: dict) -> str:
                  f"{env.get('torch_threads', '?')}); device `{env.get('device', '?')}` {env.get('gpu') or ''}")
     lines.append(f"- versions: torch {env.get('torch')}, pytorch-ood {env.get('pytorch_ood')}, "
                  f"niood-plugin {env.get('niood_plugin')}")
-    lines.append(f"- wall time: {timings.get('total_s', 0):.1f} s in total")
+    cached = [m for m, v in payload["methods"].items() if v.get("cached")]
+    lines.append(f"- wall time: {timings.get('total_s', 0):.1f} s in total"
+                 + (f" (models of {', '.join(cached)} came from the cache, so their training is not in it; "
+                    "the table below gives each method's training wall time)" if cached else ""))
     for note in payload.get("notes", []):
         lines.append(f"- note: {note}")
     lines += ["", "## Methods", ""]

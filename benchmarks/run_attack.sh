@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# OOD attack (source 004) on the models of the committed MNIST benchmark (run benchmarks/run_mnist.sh
+# first: the models are cached in benchmarks/results/mnist/models/, which git does not keep).
+# Fashion-MNIST test images are pushed, within an L2 ball (pixels in [-1, 1], 784 of them),
+# towards the penultimate features of random MNIST test images (feature attack), or straight
+# down the garbage-aware UE score (adaptive attack).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NIOOD_DATA="${NIOOD_DATA:-$HOME/.cache/niood/data}"
+common=(--config benchmarks/configs/mnist.toml --cache-dir benchmarks/results/mnist/models --start fashionmnist
+        --norm l2 --eps 0,1,2,4,8 --steps 30 --lr 0.05 --n 500 --test-limit 2000 --quiet
+        --detectors ue,garbage,msp,energy,mahalanobis,knn)
+niood-bench attack "${common[@]}" --method inversion,standard,fig,bal --out benchmarks/results/attack-mnist
+niood-bench attack "${common[@]}" --method inversion,standard --adaptive --out benchmarks/results/attack-mnist-adaptive
