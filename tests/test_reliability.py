@@ -96,12 +96,12 @@ def test_same_seed_same_results_json(tmp_path):
     assert rows[0] == rows[1]
 
 
+class Evil:
+    """An arbitrary object: a weights-only load must refuse to rebuild it."""
+
+
 def test_checkpoints_load_weights_only(tmp_path):
     """A checkpoint holding an arbitrary Python object is refused, not unpickled."""
-
-    class Evil:
-        pass
-
     path = tmp_path / "evil.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "payload": Evil()}, path)
     from niood_plugin.errors import CheckpointError
