@@ -70,9 +70,12 @@ def id_section(name: str) -> str:
                     + [_mean([r["auroc"] for r in g.values()]), _mean([r["fpr95"] for r in g.values()]),
                        m["id_accuracy"], round(m["train_time_s"])])
     cmd = p.get("command", "")
+    cached = any(m.get("cached") for m in p["methods"].values())
+    wall = (f"wall time {t['total_s'] / 60:.1f} min with every model from the cache (training wall times per "
+            "method are in the table)" if cached else f"total wall time {t['total_s'] / 60:.1f} min")
     head = (f"**{name} in-distribution**: `{cmd}` on {env['cpu']} ({env['cpu_count']} cores, "
             f"{env['torch_threads']} torch threads, {env['device']}), seed {p['config']['seed']}, "
-            f"total wall time {t['total_s'] / 60:.1f} min, peak RSS {t.get('peak_rss_mb', 0):.0f} MiB. "
+            f"{wall}, peak RSS {t.get('peak_rss_mb', 0):.0f} MiB. "
             f"Full tables: `benchmarks/results/{name}/results.md`.\n\n")
     notes = "".join(f"- {n}\n" for n in p.get("notes", []))
     return head + md_table(header, rows) + "\n\n" + notes
@@ -93,9 +96,12 @@ def main() -> None:
         parts += [f"### {name}\n", id_section(name)]
     abl = RES / "ablations" / "ablations.md"
     parts += ["### Ablations\n", abl.read_text().split("\n", 2)[2] if abl.is_file() else "_not run yet_\n"]
-    att = RES / "attack-mnist" / "results.md"
-    if att.is_file():
-        parts += ["### Under the OOD attack (source 004)\n", att.read_text().split("\n", 1)[1]]
+    for sub, title in (("attack-mnist", "feature-matching attack (source 004)"),
+                       ("attack-mnist-adaptive", "adaptive attack on the UE score")):
+        att = RES / sub / "results.md"
+        if att.is_file():
+            text = att.read_text().split("\n", 1)[1]
+            parts += [f"### Under the {title}\n", text.split("Median MAPE")[0]]
     parts += ["### Cost (benchmarks/perf.py)\n", perf_section()]
     body = "\n".join(parts)
     readme = (ROOT / "README.md").read_text()
