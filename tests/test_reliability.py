@@ -23,17 +23,28 @@ from niood_plugin import InversionTrainer
 from niood_plugin.data import TensorData
 from niood_plugin.models import build_classifier
 torch.set_num_threads(1)
-ckpt, out, resume, slow = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
+ckpt, out, resume, stall = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
 d = load_digits()
 x = F.interpolate(torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0, size=(28, 28), mode="bilinear")
 data = TensorData((x * 2 - 1).clamp(-1, 1)[:400], torch.tensor(d.target)[:400], "digits")
 torch.manual_seed(0)
 clf = build_classifier("report28", 11, 1, ncf=8)
-if slow:  # make every forward pass slow so that the parent can kill us mid-epoch
-    import time
-    clf.register_forward_hook(lambda *a: time.sleep(slow))
 trainer = InversionTrainer(clf, 10, (1, 28, 28), preset="smoke", epochs=3, inversion_steps=2, samples_per_step=66,
                            latent_dim=8, generator_width=8, progress=False, seed=0)
+if stall != "-":  # stall a few forward passes into epoch 2 and tell the parent, which then kills us
+    import pathlib, time
+    saves, calls, save = [0], [0], trainer._save
+    def counted_save(*a, **k):
+        save(*a, **k)
+        saves[0] += 1               # save 1: after the noise pre-training; save 2: after epoch 1
+    def hook(*a):
+        if saves[0] == 2:
+            calls[0] += 1
+            if calls[0] == 3:
+                pathlib.Path(stall).write_text("mid-epoch-2")
+                time.sleep(600)
+    trainer._save = counted_save
+    clf.register_forward_hook(hook)
 hist = trainer.fit(data.loader(batch_size=64, shuffle=True, seed=0), checkpoint=ckpt, resume=ckpt if resume else None)
 json.dump([{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist], open(out, "w"))
 """
@@ -52,21 +63,20 @@ def _checkpoint_epoch(path: Path) -> int:
 
 @pytest.mark.timeout(300)
 def test_sigkill_during_epoch_2_then_resume_matches_uninterrupted(tmp_path):
-    full = _run([tmp_path / "a.pt", tmp_path / "full.json", 0, 0])
+    full = _run([tmp_path / "a.pt", tmp_path / "full.json", 0, "-"])
     assert full.wait(timeout=240) == 0
-    ckpt = tmp_path / "b.pt"
-    victim = _run([ckpt, tmp_path / "never.json", 0, 0.02])
+    ckpt, stalled = tmp_path / "b.pt", tmp_path / "stalled"
+    victim = _run([ckpt, tmp_path / "never.json", 0, stalled])
     deadline = time.time() + 200
-    while _checkpoint_epoch(ckpt) < 1:          # epoch 1 done: epoch 2 is under way
+    while not stalled.exists():                 # the child is stalled inside epoch 2
         assert victim.poll() is None, "training ended before it could be interrupted"
         assert time.time() < deadline
         time.sleep(0.05)
-    time.sleep(0.3)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "never.json").exists()
     assert _checkpoint_epoch(ckpt) == 1          # the half-done epoch 2 left no trace
-    resumed = _run([ckpt, tmp_path / "resumed.json", 1, 0])
+    resumed = _run([ckpt, tmp_path / "resumed.json", 1, "-"])
     assert resumed.wait(timeout=240) == 0
     assert json.loads((tmp_path / "resumed.json").read_text()) == json.loads((tmp_path / "full.json").read_text())
 
