@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "niood-inversion/1"
 METRIC_NAMES = ("confidence", "margin", "ue", "entropy")
 LR_SCHEDULES = ("constant", "cosine")
+GARBAGE_CLASSES = ("single", "per-class")
 
 
 def epoch_lr(base_lr: float, schedule: str, epoch: int, total_epochs: int) -> float:
@@ -85,6 +86,8 @@ class InversionConfig:
                                        # N > 0: N fresh samples of the final generator instead
     lr_schedule: str = "constant"      # classifier learning rate: constant | cosine (per epoch)
     garbage_source: str = "inversion"  # inversion | noise (ablation: fresh Gaussian noise, no generator)
+    garbage_classes: str = "single"    # single: one garbage class (K+1 outputs, the report);
+                                       # per-class: one per ID class (2K outputs, report's future work)
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -101,6 +104,8 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.garbage_classes not in GARBAGE_CLASSES:
+            raise ValueError(f"unknown garbage_classes {self.garbage_classes!r}; choose one of {GARBAGE_CLASSES}")
         if self.garbage_source not in ("inversion", "noise"):
             raise ValueError(f"unknown garbage_source {self.garbage_source!r}; choose 'inversion' or 'noise'")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -141,7 +146,10 @@ class InversionTrainer:
     >>> detector = UEDetector(trainer.classifier.eval(), garbage_index=10)
 
     :param classifier: a module following :mod:`niood_plugin.models.protocol`
-        (``features`` + ``head``) with exactly ``num_classes + 1`` outputs
+        (``features`` + ``head``) with exactly ``num_classes + 1`` outputs, or ``2 * num_classes``
+        with ``garbage_classes="per-class"`` (one garbage class per ID class, the report's
+        future-work idea: an image generated for class c trains garbage class K + c; score such a
+        model through :class:`~niood_plugin.models.MergeGarbage`, which makes it K+1-way exactly)
     :param num_classes: K, the number of in-distribution classes; the garbage class is index K
     :param image_shape: ``(C, H, W)`` of the training images
     :param preset: ``"fast"``, ``"smoke"``, ``"report"`` (needs ``dataset``) or
@@ -196,11 +204,32 @@ class InversionTrainer:
 
     @property
     def garbage_index(self) -> int:
+        """Index of the (first) garbage output: K."""
         return self.num_classes
 
     @property
+    def num_garbage(self) -> int:
+        """Number of garbage outputs: 1, or K with ``garbage_classes="per-class"``."""
+        return self.num_classes if self.config.garbage_classes == "per-class" else 1
+
+    @property
     def num_outputs(self) -> int:
-        return self.num_classes + 1
+        return self.num_classes + self.num_garbage
+
+    def _slots_of(self, labels: Tensor) -> Tensor:
+        """Garbage slot of generated images conditioned on output ``labels``.
+
+        Per-class: an image generated for ID class c (or for garbage class K + c) goes to
+        garbage class K + c, slot c.  Single: slot 0.
+        """
+        if self.num_garbage == 1:
+            return torch.zeros_like(labels, dtype=torch.long)
+        return labels.long() % self.num_classes
+
+    def _random_slots(self, n: int) -> Tensor:
+        if self.num_garbage == 1:
+            return torch.zeros(n, dtype=torch.long)
+        return torch.randint(self.num_garbage, (n,), generator=self._rng)
 
     def _check_batch(self, x: Tensor, y: Tensor) -> None:
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):
@@ -228,8 +257,9 @@ class InversionTrainer:
         with torch.inference_mode():
             out = self.classifier(x[:2].to(self.device))
         if out.dim() != 2 or out.shape[1] != self.num_outputs:
-            raise ValueError(f"the classifier returns {tuple(out.shape[1:])} outputs but needs num_classes + 1 = "
-                             f"{self.num_outputs} (K ID classes + garbage); build it with num_outputs={self.num_outputs}")
+            raise ValueError(f"the classifier returns {tuple(out.shape[1:])} outputs but needs {self.num_outputs} "
+                             f"({self.num_classes} ID classes + {self.num_garbage} garbage, garbage_classes="
+                             f"{self.config.garbage_classes!r}); build it with num_outputs={self.num_outputs}")
 
     # ------------------------------------------------------------------ setup
     def _setup(self, first_x: Tensor) -> None:
@@ -252,6 +282,7 @@ class InversionTrainer:
                                                cfg.vector_temperature, fixed)
         self._fixed_z = torch.randn(labels.shape[0], cfg.latent_dim, generator=fixed)
         self._noise = torch.empty((0, *self.image_shape), dtype=torch.uint8)
+        self._noise_slots = torch.empty(0, dtype=torch.long)
         self._class_counts = torch.zeros(self.num_classes, dtype=torch.long)
         self._start_epoch = 0
         self.history = []
@@ -299,6 +330,7 @@ class InversionTrainer:
         n_noise = cfg.noise_samples or int(self._class_counts.float().mean().round())
         noise = torch.randn((n_noise, *self.image_shape), generator=self._rng).clamp_(-1, 1)
         self._noise = quantize(noise)
+        self._noise_slots = self._random_slots(n_noise)
         entry: dict[str, Any] = {"epoch": 0, "phase": "pretrain", "noise_samples": n_noise}
         for i in range(cfg.pretrain_epochs):
             entry.update(self._retrain(loader, i))
@@ -314,15 +346,16 @@ class InversionTrainer:
         if cfg.garbage_source == "noise":
             n = cfg.garbage_per_epoch or cfg.samples_per_step
             samples = torch.randn((n, *self.image_shape), generator=self._rng).clamp_(-1, 1)
+            labels = torch.randint(self.num_outputs, (n,), generator=self._rng)
         else:
-            samples, inv = self._invert(epoch)
+            samples, labels, inv = self._invert(epoch)
             if cfg.garbage_per_epoch:
-                samples = self._fresh_samples(cfg.garbage_per_epoch)
+                samples, labels = self._fresh_samples(cfg.garbage_per_epoch)
             entry.update(inv)
         t1 = time.perf_counter()
         if cfg.garbage_source == "inversion":
             entry.update(self._fixed_metrics(epoch))
-        self.pool.add(samples)
+        self.pool.add(samples, self._slots_of(labels))
         entry["pool_size"] = len(self.pool)
         entry["pool_seen"] = self.pool.seen
         t2 = time.perf_counter()
@@ -334,7 +367,7 @@ class InversionTrainer:
         log.info("epoch %d: %s", epoch, _fmt(entry))
 
     # ------------------------------------------------------------------ inversion
-    def _invert(self, epoch: int) -> tuple[Tensor, dict[str, Any]]:
+    def _invert(self, epoch: int) -> tuple[Tensor, Tensor, dict[str, Any]]:
         cfg = self.config
         weights = InversionLossWeights(cfg.alpha, cfg.beta, cfg.gamma, cfg.delta)
         clf, gen = self.classifier, self.generator
@@ -345,6 +378,7 @@ class InversionTrainer:
             p.requires_grad_(False)
         n, chunk = cfg.samples_per_step, cfg.generator_chunk
         last_images: list[Tensor] = []
+        last_labels: list[Tensor] = []
         correct = 0
         parts: dict[str, float] = {}
         total = 0.0
@@ -372,12 +406,14 @@ class InversionTrainer:
                         correct += int((logits.detach().argmax(1) == c.labels.to(logits.device)).sum())
                     if keep:
                         last_images.append(x.detach().cpu())
+                        last_labels.append(c.labels.cpu())
                 self._gen_opt.step()
         finally:
             for p, req in zip(clf.parameters(), frozen):
                 p.requires_grad_(req)
         images = torch.cat(last_images) if last_images else torch.empty((0, *self.image_shape))
-        return images, {"inversion_loss": total, **{f"inversion_{k}": v for k, v in parts.items()},
+        labels = torch.cat(last_labels) if last_labels else torch.empty(0, dtype=torch.long)
+        return images, labels, {"inversion_loss": total, **{f"inversion_{k}": v for k, v in parts.items()},
                                          "inversion_accuracy": correct / n}
 
     @torch.inference_mode()
@@ -407,11 +443,11 @@ class InversionTrainer:
         self.generator.train(was)
         return out
 
-    def _fresh_samples(self, n: int) -> Tensor:
-        """``n`` samples of the current generator, conditioned on all K + 1 outputs uniformly."""
+    def _fresh_samples(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` samples of the current generator, conditioned on all outputs uniformly, and their labels."""
         labels = torch.randint(self.num_outputs, (n,), generator=self._rng)
         chunk = self.config.generator_chunk
-        return torch.cat([self.generate(labels[s:s + chunk]).cpu() for s in range(0, n, chunk)])
+        return torch.cat([self.generate(labels[s:s + chunk]).cpu() for s in range(0, n, chunk)]), labels
 
     @torch.inference_mode()
     def _fixed_metrics(self, epoch: int) -> dict[str, Any]:
@@ -431,8 +467,11 @@ class InversionTrainer:
         return out
 
     # ------------------------------------------------------------------ retraining
-    def _garbage(self) -> Tensor:
-        return torch.cat([self._noise, self.pool.raw()]) if len(self.pool) else self._noise
+    def _garbage(self) -> tuple[Tensor, Tensor]:
+        """All garbage images (uint8) and their slots: the Gaussian noise, then the pool."""
+        if not len(self.pool):
+            return self._noise, self._noise_slots
+        return torch.cat([self._noise, self.pool.raw()]), torch.cat([self._noise_slots, self.pool.slots()])
 
     def _retrain(self, loader: Iterable, epoch: int) -> dict[str, Any]:
         """One epoch on ID + garbage: every ID batch gets its share of shuffled garbage."""
@@ -440,23 +479,23 @@ class InversionTrainer:
         lr = epoch_lr(cfg.classifier_lr, cfg.lr_schedule, epoch, cfg.pretrain_epochs + cfg.epochs)
         for group in self._clf_opt.param_groups:
             group["lr"] = lr
-        garbage = self._garbage()
+        garbage, slots = self._garbage()
         n_batches = len(loader) if hasattr(loader, "__len__") else None
         if n_batches is None:
             raise TypeError("train_loader must have a length (a DataLoader or a list of batches)")
         order = torch.randperm(garbage.shape[0], generator=self._rng)
         per_batch = math.ceil(garbage.shape[0] / max(n_batches, 1))
-        counts = torch.cat([self._class_counts, torch.tensor([garbage.shape[0]])])
+        counts = torch.cat([self._class_counts, torch.bincount(slots, minlength=self.num_garbage)])
         weight = class_balanced_weights(counts).to(self.device) if cfg.weighted_ce else None
         self.classifier.train()
         loss_sum = id_correct = id_seen = g_correct = g_seen = 0
         for i, batch in enumerate(_progress(loader, self.progress, "retrain")):
             x, y = batch[0], batch[1].long()
             self._check_batch(x, y)
-            g = dequantize(garbage[order[i * per_batch:(i + 1) * per_batch]]).to(self.device)
+            pick = order[i * per_batch:(i + 1) * per_batch]
+            g = dequantize(garbage[pick]).to(self.device)
             xb = torch.cat([x.to(self.device), g])
-            yb = torch.cat([y.to(self.device),
-                            torch.full((g.shape[0],), self.garbage_index, dtype=torch.long, device=self.device)])
+            yb = torch.cat([y.to(self.device), (self.garbage_index + slots[pick]).to(self.device)])
             logits = self.classifier(xb)
             loss = F.cross_entropy(logits, yb, weight=weight)
             self._clf_opt.zero_grad(set_to_none=True)
@@ -467,7 +506,7 @@ class InversionTrainer:
             loss_sum += float(loss.detach()) * xb.shape[0]
             id_correct += int((pred[:nid] == yb[:nid]).sum())
             id_seen += nid
-            g_correct += int((pred[nid:] == self.garbage_index).sum())
+            g_correct += int((pred[nid:] >= self.garbage_index).sum())  # any garbage output
             g_seen += g.shape[0]
         self.classifier.eval()
         return {"lr": lr, "train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
@@ -485,7 +524,7 @@ class InversionTrainer:
             logits = self.classifier(x)
             pred_id = logits[:, : self.num_classes].argmax(1)
             correct += int((pred_id == y).sum())
-            to_garbage += int((logits.argmax(1) == self.garbage_index).sum())
+            to_garbage += int((logits.argmax(1) >= self.garbage_index).sum())
             seen += y.shape[0]
         return {"val_acc": correct / max(seen, 1), "val_to_garbage": to_garbage / max(seen, 1)}
 
@@ -511,6 +550,7 @@ class InversionTrainer:
             "generator_opt": self._gen_opt.state_dict(),
             "pool": self.pool.state_dict(),
             "noise": self._noise,
+            "noise_slots": self._noise_slots,
             "class_counts": self._class_counts,
             "rng": self._rng.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -535,6 +575,7 @@ class InversionTrainer:
             raise CheckpointError(f"checkpoint {path} does not fit this model ({exc}); delete it or start "
                                   "without resume") from exc
         self._noise = state["noise"]
+        self._noise_slots = state.get("noise_slots", torch.zeros(self._noise.shape[0], dtype=torch.long))
         self._class_counts = state["class_counts"]
         self._rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])

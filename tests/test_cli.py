@@ -47,6 +47,19 @@ def test_second_run_uses_the_model_cache(smoke_run):
     assert {r["detector"] for r in payload["results"]} == {"msp"}
 
 
+def test_per_class_garbage_runs_and_reloads_from_the_cache(tmp_path):
+    """--set garbage_classes=per-class: a 2K-output model, scored through MergeGarbage, cached and reloaded."""
+    args = SMOKE + ["--method", "inversion", "--detectors", "ue,garbage,vim", "--set", "garbage_classes=per-class",
+                    "--out", str(tmp_path)]
+    for cached in (False, True):
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        payload = json.loads((tmp_path / "results.json").read_text())
+        assert payload["methods"]["inversion"]["cached"] is cached
+        assert {r["detector"] for r in payload["results"]} == {"ue", "garbage", "vim"}
+        assert all(0.0 <= r["auroc"] <= 1.0 for r in payload["results"])
+
+
 def test_compare(smoke_run):
     out, _ = smoke_run
     result = CliRunner().invoke(main, ["compare", str(out), str(out)])

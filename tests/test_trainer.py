@@ -88,7 +88,7 @@ def test_bad_hyperparameters(kw, match):
 
 def test_bad_data_and_models(digits28):
     x, y = digits28
-    with pytest.raises(ValueError, match="num_classes \\+ 1"):
+    with pytest.raises(ValueError, match="needs 11 .*num_outputs=11"):
         InversionTrainer(build_classifier("report28", 10, 1, ncf=8), 10, SHAPE, **TINY).fit(loader(x[:64], y[:64]))
     with pytest.raises(ValueError, match="image_shape"):
         make().fit(loader(torch.zeros(8, 1, 32, 32), torch.zeros(8, dtype=torch.long)))
@@ -118,3 +118,32 @@ def test_presets():
         InversionConfig.from_preset("report")
     with pytest.raises(ValueError, match="unknown preset"):
         InversionConfig.from_preset("turbo")
+
+
+def test_per_class_garbage_labels_each_sample_by_its_condition(digits28):
+    """garbage_classes='per-class': 2K outputs; an image generated for class c trains garbage class K + c."""
+    x, y = digits28
+    torch.manual_seed(0)
+    clf = build_classifier("report28", num_outputs=20, in_channels=1, ncf=8)
+    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "garbage_classes": "per-class", "garbage_per_epoch": 200})
+    assert trainer.num_outputs == 20 and trainer.num_garbage == 10
+    hist = trainer.fit(loader(x[:600], y[:600]), val_loader=loader(x[600:900], y[600:900], 256))
+    assert len(hist[-1]["per_class"]["ue"]) == 20
+    assert len(hist[-1]["class_weights"]) == 20
+    slots = trainer.pool.slots()
+    assert slots.min() >= 0 and slots.max() <= 9 and len(slots.unique()) > 5
+    # the slots are the generator's condition modulo K: regenerate with known labels and compare
+    labels = torch.tensor([3, 13, 0, 19])
+    assert trainer._slots_of(labels).tolist() == [3, 3, 0, 9]
+    assert 0 <= hist[-1]["val_to_garbage"] <= 1
+
+
+def test_per_class_garbage_needs_2k_outputs():
+    torch.manual_seed(0)
+    clf = build_classifier("report28", num_outputs=11, in_channels=1, ncf=8)
+    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "garbage_classes": "per-class"})
+    x = torch.rand(64, *SHAPE) * 2 - 1
+    with pytest.raises(ValueError, match="needs 20"):
+        trainer.fit(loader(x, torch.arange(64) % 10))
+    with pytest.raises(ValueError, match="garbage_classes"):
+        InversionConfig(garbage_classes="several").validate()

@@ -23,7 +23,7 @@ from torch import nn
 from ..data import TensorData
 from ..errors import CheckpointError
 from ..files import atomic_torch_save, load_checkpoint
-from ..models import build_classifier
+from ..models import MergeGarbage, build_classifier
 from ..trainer import InversionConfig, InversionTrainer
 from .config import BenchConfig
 
@@ -80,9 +80,23 @@ class MethodContext:
         return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed)
 
 
+def _inversion_model(ctx: MethodContext, cfg: InversionConfig) -> tuple[nn.Module, nn.Module]:
+    """The classifier to train and the K+1-way view the detectors score.
+
+    With ``garbage_classes="per-class"`` the classifier has 2K outputs and the detectors see
+    them through :class:`~niood_plugin.models.MergeGarbage` (K ID logits + one merged garbage
+    logit, exact for every softmax score), so every detector is applied the same way.
+    """
+    if cfg.garbage_classes == "per-class":
+        clf = ctx.new_classifier(2 * ctx.num_classes)
+        return clf, MergeGarbage(clf, ctx.num_classes)
+    clf = ctx.new_classifier(ctx.num_classes + 1)
+    return clf, clf
+
+
 def _train_inversion(ctx: MethodContext) -> TrainedModel:
     cfg = ctx.inversion_config()
-    clf = ctx.new_classifier(ctx.num_classes + 1)
+    clf, view = _inversion_model(ctx, cfg)
     trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
                                progress=ctx.progress, sample_dir=ctx.sample_dir, **_config_kwargs(cfg))
     ckpt = ctx.checkpoint_dir / f"inversion-{cache_key('inversion', ctx)}.pt"  # tied to the settings
@@ -91,7 +105,7 @@ def _train_inversion(ctx: MethodContext) -> TrainedModel:
     history = trainer.fit(ctx.loader(cfg.batch_size), val_loader=_val_loader(ctx), checkpoint=ckpt, resume=resume)
     # On resume, time spent before the interruption is in the history.
     elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0
-    return TrainedModel("inversion", trainer.classifier.eval(), ctx.num_classes, ctx.num_classes, elapsed, history)
+    return TrainedModel("inversion", view.eval(), ctx.num_classes, ctx.num_classes, elapsed, history)
 
 
 def _config_kwargs(cfg: InversionConfig) -> dict[str, Any]:
@@ -229,7 +243,7 @@ def register_method(method: Method) -> None:
 
 register_method(Method(
     "inversion",
-    lambda ctx: TrainedModel("inversion", ctx.new_classifier(ctx.num_classes + 1), ctx.num_classes,
+    lambda ctx: TrainedModel("inversion", _inversion_model(ctx, ctx.inversion_config())[1], ctx.num_classes,
                              ctx.num_classes, 0.0),
     _train_inversion, "ours: K+1 classifier, garbage class filled by network inversion"))
 register_method(Method(
