@@ -24,4 +24,5 @@ run loss-ce+kl          --set alpha=1
 run loss-ce+kl+cos      --set alpha=1 --set gamma=1
 run loss-ce+kl+cos+orth --set alpha=1 --set gamma=1 --set delta=1
 run pool-fifo-2000      --set pool_policy=fifo --set pool_capacity=2000
+run garbage-per-class   --set garbage_classes=per-class   # K garbage classes (report future work)
 python benchmarks/summarize_ablations.py "$out"

@@ -97,7 +97,9 @@ def main() -> None:
     abl = RES / "ablations" / "ablations.md"
     parts += ["### Ablations\n", abl.read_text().split("\n", 2)[2] if abl.is_file() else "_not run yet_\n"]
     for sub, title in (("attack-mnist", "feature-matching attack (source 004)"),
-                       ("attack-mnist-adaptive", "adaptive attack on the UE score")):
+                       ("attack-mnist-100steps", "feature-matching attack, 100 steps"),
+                       ("attack-mnist-adaptive", "adaptive attack on the UE score"),
+                       ("attack-mnist-adaptive-linf", "adaptive attack on the UE score, L-inf ball")):
         att = RES / sub / "results.md"
         if att.is_file():
             text = att.read_text().split("\n", 1)[1]

@@ -12,3 +12,8 @@ common=(--config benchmarks/configs/mnist.toml --cache-dir benchmarks/results/mn
         --detectors ue,garbage,msp,energy,mahalanobis,knn)
 niood-bench attack "${common[@]}" --method inversion,standard,fig,bal --out benchmarks/results/attack-mnist
 niood-bench attack "${common[@]}" --method inversion,standard --adaptive --out benchmarks/results/attack-mnist-adaptive
+# Stronger feature attack (100 steps instead of 30), and the adaptive attack in an L-inf ball
+# (pixels in [-1, 1]: eps 0.05 is 6.4/255 of the [0, 1] range).
+niood-bench attack "${common[@]}" --steps 100 --method inversion,standard,fig,bal --out benchmarks/results/attack-mnist-100steps
+niood-bench attack "${common[@]/l2/linf}" --eps 0,0.05,0.1,0.2,0.3 --method inversion,standard --adaptive \
+                   --out benchmarks/results/attack-mnist-adaptive-linf

@@ -37,7 +37,8 @@ from .conditioning import Conditioning, balanced_labels, sample_conditioning
 from .errors import CheckpointError
 from .files import atomic_torch_save, load_checkpoint
 from .losses import InversionLossWeights, class_balanced_weights, inversion_loss
-from .models import CONDITIONINGS, build_generator, check_feature_classifier, generator_for_shape
+from .models import (CONDITIONINGS, as_channels_last, build_generator, check_feature_classifier,
+                     generator_for_shape, to_channels_last)
 from .pool import POLICIES, GarbagePool, dequantize, quantize
 from .presets import get_preset
 from .scores import per_class_metrics
@@ -88,6 +89,7 @@ class InversionConfig:
     garbage_source: str = "inversion"  # inversion | noise (ablation: fresh Gaussian noise, no generator)
     garbage_classes: str = "single"    # single: one garbage class (K+1 outputs, the report);
                                        # per-class: one per ID class (2K outputs, report's future work)
+    channels_last: bool = True         # convolutions in channels-last layout (faster; see models.layout)
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -104,6 +106,9 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("weighted_ce", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.garbage_classes not in GARBAGE_CLASSES:
             raise ValueError(f"unknown garbage_classes {self.garbage_classes!r}; choose one of {GARBAGE_CLASSES}")
         if self.garbage_source not in ("inversion", "noise"):
@@ -267,12 +272,16 @@ class InversionTrainer:
         torch.manual_seed(self.seed)
         self._rng = torch.Generator().manual_seed(self.seed)
         self.classifier.to(self.device)
+        if cfg.channels_last:
+            to_channels_last(self.classifier)
         self._check_model_outputs(first_x)
         if self.generator is None:
             self.generator = build_generator(
                 generator_for_shape(self.image_shape), num_classes=self.num_outputs, nz=cfg.latent_dim,
                 out_channels=self.image_shape[0], conditioning=cfg.conditioning, ngf=cfg.generator_width)
         self.generator.to(self.device)
+        if cfg.channels_last:
+            to_channels_last(self.generator)
         self._clf_opt = torch.optim.Adam(self.classifier.parameters(), lr=cfg.classifier_lr)
         self._gen_opt = torch.optim.Adam(self.generator.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.999))
         self.pool = GarbagePool(self.image_shape, cfg.pool_capacity, cfg.pool_policy, seed=self.seed)
@@ -346,16 +355,17 @@ class InversionTrainer:
         if cfg.garbage_source == "noise":
             n = cfg.garbage_per_epoch or cfg.samples_per_step
             samples = torch.randn((n, *self.image_shape), generator=self._rng).clamp_(-1, 1)
-            labels = torch.randint(self.num_outputs, (n,), generator=self._rng)
+            slots = self._random_slots(n)
         else:
             samples, labels, inv = self._invert(epoch)
             if cfg.garbage_per_epoch:
                 samples, labels = self._fresh_samples(cfg.garbage_per_epoch)
+            slots = self._slots_of(labels)
             entry.update(inv)
         t1 = time.perf_counter()
         if cfg.garbage_source == "inversion":
             entry.update(self._fixed_metrics(epoch))
-        self.pool.add(samples, self._slots_of(labels))
+        self.pool.add(samples, slots)
         entry["pool_size"] = len(self.pool)
         entry["pool_seen"] = self.pool.seen
         t2 = time.perf_counter()
@@ -495,6 +505,8 @@ class InversionTrainer:
             pick = order[i * per_batch:(i + 1) * per_batch]
             g = dequantize(garbage[pick]).to(self.device)
             xb = torch.cat([x.to(self.device), g])
+            if cfg.channels_last:
+                xb = as_channels_last(xb)
             yb = torch.cat([y.to(self.device), (self.garbage_index + slots[pick]).to(self.device)])
             logits = self.classifier(xb)
             loss = F.cross_entropy(logits, yb, weight=weight)

@@ -80,6 +80,8 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
     (dict(pool_policy="lru"), "pool_policy"),
     (dict(pool_policy="all", pool_capacity=10), "pool_capacity"),
     (dict(not_a_param=1), "unknown hyperparameter"),
+    (dict(channels_last="yes"), "channels_last must be True or False"),
+    (dict(garbage_classes="many"), "garbage_classes"),
 ])
 def test_bad_hyperparameters(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -147,3 +149,16 @@ def test_per_class_garbage_needs_2k_outputs():
         trainer.fit(loader(x, torch.arange(64) % 10))
     with pytest.raises(ValueError, match="garbage_classes"):
         InversionConfig(garbage_classes="several").validate()
+
+
+def test_channels_last_layout_is_used_and_optional(digits28):
+    x, y = digits28
+    on, off = make(), make(channels_last=False)
+    for trainer in (on, off):
+        trainer.fit(loader(x[:200], y[:200]), epochs=1)
+    def second_conv(model):  # the first has one input channel, where both layouts coincide
+        return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1].weight
+
+    assert second_conv(on.classifier).is_contiguous(memory_format=torch.channels_last)
+    assert not second_conv(on.classifier).is_contiguous()
+    assert second_conv(off.classifier).is_contiguous()

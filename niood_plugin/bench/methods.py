@@ -23,7 +23,7 @@ from torch import nn
 from ..data import TensorData
 from ..errors import CheckpointError
 from ..files import atomic_torch_save, load_checkpoint
-from ..models import MergeGarbage, build_classifier
+from ..models import MergeGarbage, as_channels_last, build_classifier, to_channels_last
 from ..trainer import InversionConfig, InversionTrainer
 from .config import BenchConfig
 
@@ -70,7 +70,10 @@ class MethodContext:
     def new_classifier(self, num_outputs: int) -> nn.Module:
         torch.manual_seed(self.cfg.seed)
         kwargs = {"ncf": self.cfg.width} if self.classifier_name().startswith("report") else {}
-        return build_classifier(self.classifier_name(), num_outputs, self.image_shape[0], **kwargs)
+        model = build_classifier(self.classifier_name(), num_outputs, self.image_shape[0], **kwargs)
+        # The same layout for training, for scoring and for a model reloaded from the cache:
+        # layouts differ in the last bits of a convolution.
+        return to_channels_last(model) if self.inversion_config().channels_last else model
 
     def inversion_config(self) -> InversionConfig:
         epochs = {} if self.cfg.epochs is None else {"epochs": self.cfg.epochs}
@@ -119,7 +122,7 @@ def _val_loader(ctx: MethodContext):
 
 
 def train_plain(model: nn.Module, loader, epochs: int, lr: float, device: torch.device, progress: bool,
-                val_loader=None, lr_schedule: str = "constant") -> list[dict[str, Any]]:
+                val_loader=None, lr_schedule: str = "constant", channels_last: bool = False) -> list[dict[str, Any]]:
     """Plain cross-entropy training with Adam (the ``standard`` baseline), same LR schedule as ours."""
     from tqdm.auto import tqdm
 
@@ -136,6 +139,8 @@ def train_plain(model: nn.Module, loader, epochs: int, lr: float, device: torch.
         loss_sum = 0.0
         for x, y in tqdm(loader, desc=f"standard {epoch}", leave=False, disable=not progress):
             x, y = x.to(device), y.to(device)
+            if channels_last:
+                x = as_channels_last(x)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -175,7 +180,7 @@ def _train_standard(ctx: MethodContext) -> TrainedModel:
     torch.manual_seed(ctx.cfg.seed)  # dropout masks: the same whatever ran before in this process
     t0 = time.perf_counter()
     history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
-                          _val_loader(ctx), cfg.lr_schedule)
+                          _val_loader(ctx), cfg.lr_schedule, cfg.channels_last)
     return TrainedModel("standard", model, ctx.num_classes, None, time.perf_counter() - t0, history)
 
 
