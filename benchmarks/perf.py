@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -84,7 +82,6 @@ def detector_throughput(device, batch: int) -> dict:
 
 def synthesis_throughput(device) -> dict:
     cfg = InversionConfig.from_preset("fast")
-    clf = build_classifier("report28", K + 1, 1, ncf=32).to(device).eval()
     gen = build_generator("report28", K + 1, cfg.latent_dim, 1, ngf=cfg.generator_width).to(device).eval()
     n = 1024
     z = torch.randn(n, cfg.latent_dim, device=device)

@@ -9,7 +9,6 @@ import functools
 import logging
 import shlex
 import sys
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click

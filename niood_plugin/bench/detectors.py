@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import torch
 from pytorch_ood.api import Detector
 from pytorch_ood.detector import KNN, ODIN, EnergyBased, Entropy, Mahalanobis, MaxLogit, MaxSoftmax, ViM
 from torch import Tensor

@@ -45,7 +45,6 @@ How we read the paper where it is loose (see also the comments in the code):
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any, Optional, Union
 
@@ -60,6 +59,8 @@ from pytorch_ood.api import (
     Task,
 )
 from torch import Tensor, nn
+
+from ._validate import check_device, check_int, check_number
 
 log = logging.getLogger(__name__)
 
@@ -288,18 +289,6 @@ def bal_generator_loss(
 # --------------------------------------------------------------------------- trainer
 
 
-def _check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < minimum or (strict and value == minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
 class BALTrainer:
     """Train BAL's conditional GAN on the features of a frozen, pretrained K-way classifier.
 
@@ -343,24 +332,21 @@ class BALTrainer:
                 f"{type(classifier).__name__} lacks features()/head(): BAL needs features(x) -> [B, D] "
                 "and head(f) -> logits (see niood_plugin.models.protocol)"
             )
-        _check_int("num_classes", num_classes, 2)
+        check_int("num_classes", num_classes, 2)
         if feature_dim is not None:
-            _check_int("feature_dim", feature_dim, 1)
-        _check_int("latent_dim", latent_dim, 1)
-        _check_int("hidden_dim", hidden_dim, 1)
-        _check_number("lr_g", lr_g)
-        _check_number("lr_d", lr_d)
+            check_int("feature_dim", feature_dim, 1)
+        check_int("latent_dim", latent_dim, 1)
+        check_int("hidden_dim", hidden_dim, 1)
+        check_number("lr_g", lr_g)
+        check_number("lr_d", lr_d)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        _check_number("lambda_c", lambda_c, strict=False)
-        _check_number("lambda_g", lambda_g, strict=False)
-        _check_number("fgsm_std", fgsm_std, strict=False)
-        _check_int("stats_batches", stats_batches, 1)
-        _check_int("seed", seed, 0)
-        try:
-            torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device {device!r} is not a valid torch device") from None
+        check_number("lambda_c", lambda_c, strict=False)
+        check_number("lambda_g", lambda_g, strict=False)
+        check_number("fgsm_std", fgsm_std, strict=False)
+        check_int("stats_batches", stats_batches, 1)
+        check_int("seed", seed, 0)
+        check_device(device)
 
         self.classifier = classifier
         self.num_classes = num_classes
@@ -474,7 +460,7 @@ class BALTrainer:
             ``g_loss``, ``g_l1``, ``p_id`` / ``p_uniform`` / ``p_hard`` (mean discriminator ID
             probability of ID, uniform and hard OOD features), ``time_s``
         """
-        _check_int("epochs", epochs, 1)
+        check_int("epochs", epochs, 1)
         device = torch.device(self.device)
         self.classifier.to(device).eval()  # frozen: eval mode, features under no_grad
         if self.generator is None:

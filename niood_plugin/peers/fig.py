@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._validate import check_device, check_int, check_number
+
 log = logging.getLogger(__name__)
 
 __all__ = ["modified_energy", "langevin_sample", "softmax_entropy", "fig_loss", "FIGTrainer"]
@@ -67,23 +69,8 @@ def _device_of(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _check_decay(decay: float) -> None:
-    _check_positive("decay", decay)
+    check_number("decay", decay)
     if decay > 1:
         raise ValueError(f"decay (the step-size decay rate gamma) must be in (0, 1], got {decay}")
 
@@ -158,21 +145,21 @@ def langevin_sample(
     """
     if not isinstance(classifier, nn.Module):
         raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
-    _check_int("n", n, 1)
+    check_int("n", n, 1)
     shape = _check_image_shape(image_shape)
-    _check_positive("c", c)
-    _check_positive("eps0", eps0)
+    check_number("c", c)
+    check_number("eps0", eps0)
     _check_decay(decay)
-    _check_int("decay_every", decay_every, 1)
-    _check_positive("tol", tol, allow_zero=True)
-    _check_int("window", window, 1)
+    check_int("decay_every", decay_every, 1)
+    check_number("tol", tol, strict=False)
+    check_int("window", window, 1)
     if noise_std is not None:
-        _check_positive("noise_std", noise_std, allow_zero=True)
+        check_number("noise_std", noise_std, strict=False)
     if steps is not None:
-        _check_int("steps", steps, 0)
+        check_int("steps", steps, 0)
         min_steps = max_steps = steps
-    _check_int("min_steps", min_steps, 0)
-    _check_int("max_steps", max_steps, 0)
+    check_int("min_steps", min_steps, 0)
+    check_int("max_steps", max_steps, 0)
     if min_steps > max_steps:
         raise ValueError(f"min_steps ({min_steps}) must be <= max_steps ({max_steps})")
 
@@ -297,32 +284,29 @@ class FIGTrainer:
             raise ValueError(
                 f"classifier must be a pretrained torch.nn.Module, got {type(classifier).__name__}"
             )
-        _check_int("num_classes", num_classes, 2)
+        check_int("num_classes", num_classes, 2)
         self.image_shape = _check_image_shape(image_shape)
-        _check_positive("lr", lr)
-        _check_positive("momentum", momentum, allow_zero=True)
-        _check_positive("weight_decay", weight_decay, allow_zero=True)
-        _check_positive("gen_fraction", gen_fraction, allow_zero=True)
+        check_number("lr", lr)
+        check_number("momentum", momentum, strict=False)
+        check_number("weight_decay", weight_decay, strict=False)
+        check_number("gen_fraction", gen_fraction, strict=False)
         if gen_fraction > 1:
             raise ValueError(f"gen_fraction (the paper's K) must be in [0, 1], got {gen_fraction}")
-        _check_positive("entropy_weight", entropy_weight, allow_zero=True)
-        _check_positive("c", c)
-        _check_positive("eps0", eps0)
+        check_number("entropy_weight", entropy_weight, strict=False)
+        check_number("c", c)
+        check_number("eps0", eps0)
         _check_decay(decay)
-        _check_int("decay_every", decay_every, 1)
+        check_int("decay_every", decay_every, 1)
         if noise_std is not None:
-            _check_positive("noise_std", noise_std, allow_zero=True)
-        _check_int("min_steps", min_steps, 0)
-        _check_int("max_steps", max_steps, 1)
+            check_number("noise_std", noise_std, strict=False)
+        check_int("min_steps", min_steps, 0)
+        check_int("max_steps", max_steps, 1)
         if min_steps > max_steps:
             raise ValueError(f"min_steps ({min_steps}) must be <= max_steps ({max_steps})")
-        _check_positive("tol", tol, allow_zero=True)
-        _check_int("window", window, 1)
-        _check_int("seed", seed, 0)
-        try:
-            torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device {device!r} is not a valid torch device") from None
+        check_number("tol", tol, strict=False)
+        check_int("window", window, 1)
+        check_int("seed", seed, 0)
+        check_device(device)
 
         self.classifier = classifier
         self.num_classes = num_classes
@@ -370,7 +354,7 @@ class FIGTrainer:
             (mean max-softmax of the generated samples before the update), ``id_train_acc``,
             ``sampler_steps`` (mean Langevin steps per batch), ``num_generated``, ``time_s``
         """
-        _check_int("epochs", epochs, 1)
+        check_int("epochs", epochs, 1)
         device = torch.device(self.device)
         clf = self.classifier.to(device)
         if self._optimizer is None:
