@@ -495,8 +495,14 @@ class InversionTrainer:
             raise TypeError("train_loader must have a length (a DataLoader or a list of batches)")
         order = torch.randperm(garbage.shape[0], generator=self._rng)
         per_batch = math.ceil(garbage.shape[0] / max(n_batches, 1))
-        counts = torch.cat([self._class_counts, torch.bincount(slots, minlength=self.num_garbage)])
-        weight = class_balanced_weights(counts).to(self.device) if cfg.weighted_ce else None
+        weight = None
+        if cfg.weighted_ce:
+            # Balanced over the K ID classes and *the garbage as one class* (report 3.2).  With
+            # per-class garbage every garbage output gets that one per-sample weight, so garbage
+            # keeps the loss share it has in the single-garbage model; balancing K garbage classes
+            # like ID classes would give garbage half of the loss.
+            w = class_balanced_weights(torch.cat([self._class_counts, torch.tensor([garbage.shape[0]])]))
+            weight = torch.cat([w[:self.num_classes], w[self.num_classes:].expand(self.num_garbage)]).to(self.device)
         self.classifier.train()
         loss_sum = id_correct = id_seen = g_correct = g_seen = 0
         for i, batch in enumerate(_progress(loader, self.progress, "retrain")):

@@ -131,7 +131,12 @@ def test_per_class_garbage_labels_each_sample_by_its_condition(digits28):
     assert trainer.num_outputs == 20 and trainer.num_garbage == 10
     hist = trainer.fit(loader(x[:600], y[:600]), val_loader=loader(x[600:900], y[600:900], 256))
     assert len(hist[-1]["per_class"]["ue"]) == 20
-    assert len(hist[-1]["class_weights"]) == 20
+    weights = hist[-1]["class_weights"]
+    assert len(weights) == 20
+    # the garbage outputs share one per-sample weight: together they weigh as one balanced class
+    n_garbage = hist[-1]["garbage_size"]
+    n_total = 600 + n_garbage
+    assert weights[10:] == pytest.approx([n_total / (11 * n_garbage)] * 10)
     slots = trainer.pool.slots()
     assert slots.min() >= 0 and slots.max() <= 9 and len(slots.unique()) > 5
     # the slots are the generator's condition modulo K: regenerate with known labels and compare
