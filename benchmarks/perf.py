@@ -7,7 +7,8 @@ Ratios (keys of perf.json):
   ue_vs_msp_throughput                UEDetector images/s over MaxSoftmax images/s (same model, batch)
   generator_vs_langevin_samples_per_s our generator's samples/s over FIG's Langevin sampler (T = 20)
   inversion_epoch_vs_plain_epoch      one InversionTrainer epoch (fast preset) over one plain epoch
-Also: ODIN and Mahalanobis throughput for reference, retraining time against garbage-pool
+Also: ODIN and Mahalanobis throughput for reference, a plain epoch in contiguous against
+channels-last memory layout (the trainer's default), retraining time against garbage-pool
 size (with a linear fit), the report's MNIST epoch extrapolated from measured steps, and the
 peak RSS of the committed MNIST benchmark (read from its results.json).
 Synthetic inputs of MNIST geometry are used throughout: throughput does not depend on pixels.
@@ -30,7 +31,7 @@ from niood_plugin import InversionTrainer, UEDetector
 from niood_plugin.bench.runner import environment
 from niood_plugin.data import TensorData
 from niood_plugin.files import atomic_write_text
-from niood_plugin.models import DropOutput, build_classifier, build_generator
+from niood_plugin.models import DropOutput, as_channels_last, build_classifier, build_generator, to_channels_last
 from niood_plugin.peers import langevin_sample
 from niood_plugin.trainer import InversionConfig
 
@@ -98,21 +99,42 @@ def synthesis_throughput(device) -> dict:
     return {"generator_samples_per_s": g_rate, "langevin_t20_samples_per_s": l_rate, "ratio": g_rate / l_rate}
 
 
-def epoch_ratio(device, n_train: int) -> dict:
-    data = fake_data(n_train)
-    cfg = InversionConfig.from_preset("fast")
+def plain_epoch(device, loader, lr: float, channels_last: bool) -> float:
+    """Seconds for one plain cross-entropy epoch of report28 (ncf 32) in the given memory layout."""
     torch.manual_seed(0)
     plain = build_classifier("report28", K, 1, ncf=32).to(device)
-    opt = torch.optim.Adam(plain.parameters(), lr=cfg.classifier_lr)
-    loader = data.loader(batch_size=cfg.batch_size, shuffle=True)
+    if channels_last:
+        to_channels_last(plain)
+    opt = torch.optim.Adam(plain.parameters(), lr=lr)
     t0 = time.perf_counter()
     plain.train()
     for x, y in loader:
-        loss = F.cross_entropy(plain(x.to(device)), y.to(device))
+        x = x.to(device)
+        loss = F.cross_entropy(plain(as_channels_last(x) if channels_last else x), y.to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    plain_s = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def layout_ab(device, n_train: int, repeats: int = 2) -> dict:
+    """Plain epochs in contiguous and channels-last layout, alternated ``repeats`` times."""
+    cfg = InversionConfig.from_preset("fast")
+    loader = fake_data(n_train).loader(batch_size=cfg.batch_size, shuffle=True)
+    times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
+    for _ in range(repeats):
+        for name in times:
+            times[name].append(plain_epoch(device, loader, cfg.classifier_lr, name == "channels_last"))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"epoch_s": times, "median_s": med, "speedup": med["contiguous"] / med["channels_last"],
+            "n_train": n_train}
+
+
+def epoch_ratio(device, n_train: int) -> dict:
+    data = fake_data(n_train)
+    cfg = InversionConfig.from_preset("fast")
+    loader = data.loader(batch_size=cfg.batch_size, shuffle=True)
+    plain_s = plain_epoch(device, loader, cfg.classifier_lr, cfg.channels_last)  # same layout as the trainer
     clf = build_classifier("report28", K + 1, 1, ncf=32)
     trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=device, progress=False)
     hist = trainer.fit(loader)
@@ -212,6 +234,7 @@ def main() -> None:
     syn = synthesis_throughput(device)
     ep = epoch_ratio(device, args.n_train)
     pool = pool_scaling(device, args.n_pool)
+    layout = layout_ab(device, args.n_train)
     rep = None if args.skip_report_epoch else report_epoch_extrapolation(device)
     rss = None
     if Path(args.mnist_results).is_file():
@@ -222,7 +245,7 @@ def main() -> None:
         "inversion_epoch_vs_plain_epoch": float(ep["ratio"]),
         "peak_rss_mnist_benchmark_mb": rss,
         "detectors_images_per_s": {k: v for k, v in det.items() if k != "ue_vs_msp_ratio"},
-        "synthesis": syn, "epoch": ep, "pool_scaling": pool, "report_mnist_schedule": rep,
+        "synthesis": syn, "epoch": ep, "pool_scaling": pool, "layout": layout, "report_mnist_schedule": rep,
         "environment": environment(device), "command": "python " + " ".join(sys.argv),
         "wall_s": time.perf_counter() - t0,
     }
@@ -251,6 +274,11 @@ def render(r: dict) -> str:
               f"{ep['retrain_part_s']:.1f} s)",
               f"- retraining vs pool size {pool['pool_sizes']}: {[round(t, 1) for t in pool['epoch_s']]} s; "
               f"{pool['seconds_per_1000_examples']:.2f} s per 1,000 examples, linear fit R^2 = {pool['linear_r2']:.3f}"]
+    lay = r.get("layout")
+    if lay:
+        lines.append(f"- memory layout, plain epoch on {lay['n_train']} images (median of "
+                     f"{len(lay['epoch_s']['contiguous'])}, alternated): contiguous {lay['median_s']['contiguous']:.1f} s, "
+                     f"channels-last {lay['median_s']['channels_last']:.1f} s, speedup {lay['speedup']:.2f}x")
     if r["peak_rss_mnist_benchmark_mb"] is not None:
         lines.append(f"- peak RSS of the MNIST benchmark: {r['peak_rss_mnist_benchmark_mb']:.0f} MiB")
     rep = r.get("report_mnist_schedule")
