@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results/ablations
 common=(--id mnist --ood fashionmnist,cifar10-jpeg,tinyimagenet,gaussian --method inversion
-        --detectors ue,ue-id,garbage,msp,energy,mahalanobis --train-limit 15000 --epochs 3 --test-limit 2000 --quiet)
+        --detectors ue,ue-id,garbage,msp,energy,mahalanobis --train-limit 15000 --epochs 3 --test-limit 2000 --quiet
+        --set channels_last=false)  # the rows were measured in the contiguous layout; this keeps them reproducible
 run() { local name=$1; shift; echo "== $name"; niood-bench run "${common[@]}" --out "$out/$name" "$@" >/dev/null; }
 run baseline
 run noise-only          --set garbage_source=noise

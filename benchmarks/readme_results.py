@@ -62,7 +62,8 @@ def id_section(name: str) -> str:
             continue
         g = groups[key]
         m = p["methods"][key[0]]
-        label = {"inversion": "ours (fast preset)", "standard": "plain model + post-hoc",
+        epochs = p["config"].get("epochs") or "preset"
+        label = {"inversion": f"ours (fast preset, {epochs} epochs)", "standard": "plain model + post-hoc",
                  "fig": "FIG (peer)", "bal": "BAL (peer)"}[key[0]]
         if key == best_std:
             label += " (best post-hoc)"
