@@ -44,6 +44,14 @@ class BenchConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def inversion_config(self):
+        """The :class:`~niood_plugin.trainer.InversionConfig` these settings give: the preset,
+        then ``epochs`` (if set), then ``hparams``; raises ``TypeError``/``ValueError`` if bad."""
+        from ..trainer import InversionConfig
+
+        epochs = {} if self.epochs is None else {"epochs": self.epochs}
+        return InversionConfig.from_preset(self.preset, self.id, **epochs, **self.hparams)
+
 
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = get_origin(hint)

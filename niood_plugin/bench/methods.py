@@ -76,8 +76,7 @@ class MethodContext:
         return to_channels_last(model) if self.inversion_config().channels_last else model
 
     def inversion_config(self) -> InversionConfig:
-        epochs = {} if self.cfg.epochs is None else {"epochs": self.cfg.epochs}
-        return InversionConfig.from_preset(self.cfg.preset, self.cfg.id, **epochs, **self.cfg.hparams)
+        return self.cfg.inversion_config()
 
     def loader(self, batch_size: int):
         return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed)

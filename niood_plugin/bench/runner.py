@@ -81,11 +81,8 @@ def validate(cfg: BenchConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
-    from ..trainer import InversionConfig
-
     try:  # unknown or bad trainer hyperparameters (--set, hparams) fail here, before any work
-        InversionConfig.from_preset(cfg.preset, cfg.id, **({} if cfg.epochs is None else {"epochs": cfg.epochs}),
-                                    **cfg.hparams)
+        cfg.inversion_config()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"hyperparameters: {exc}") from exc
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
