@@ -1,0 +1,85 @@
+"""One Markdown table per sweep file: python benchmarks/summarize_sweep.py [DIR].
+
+Reads ``DIR/*.jsonl`` (rows written by ``benchmarks/sweep.py``), groups the rows of a setting
+over its seeds and writes ``DIR/sweep.md`` with the mean and the range of each number, so a
+difference can be read against the seed-to-seed spread.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from niood_plugin.bench.report import md_table
+from niood_plugin.files import atomic_write_text
+
+NEAR = {"fashionmnist": "mnist", "mnist": "fashionmnist"}   # the near-OOD column of each ID set
+
+COMMANDS = {  # file stem -> the sweep.py arguments that wrote it
+    "fmnist-ncf64": "--id fashionmnist --grid fmnist-ncf64 --jobs 9",
+    "fmnist": "--id fashionmnist --grid fmnist --jobs 8",
+    "mnist": "--id mnist --grid mnist --jobs 8",
+    "fmnist-lr": "--id fashionmnist --grid lr --jobs 6",
+    "mnist-lr": "--id mnist --grid lr --jobs 6",
+}
+
+
+def _stat(values: list[float], fmt: str = ".4f") -> str:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return format(mean, fmt)
+    return f"{mean:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def _id_of(row: dict) -> str:
+    return "mnist" if "fashionmnist" in row["ue"] else "fashionmnist"
+
+
+def table(rows: list[dict]) -> str:
+    """Rows of one ID set and width, grouped by setting over seeds."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[re.sub(r"-s(eed)?\d+$", "", r["name"])].append(r)
+    near = NEAR[_id_of(rows[0])]
+    out = []
+    for name in sorted(groups, key=lambda n: (n != "base", n)):
+        rs = groups[name]
+        out.append([name, ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"])),
+                    _stat([r["id_acc"] for r in rs]), _stat([r["ue"]["avg"] for r in rs]),
+                    _stat([r["ue"][near] for r in rs]), _stat([r["ue"]["fpr95_avg"] for r in rs]),
+                    _stat([r["garbage"]["avg"] for r in rs]), _stat([r["train_s"] for r in rs], ".0f")])
+    return md_table(["setting", "seeds", "ID acc", "UE avg AUROC", f"UE AUROC {near}", "UE avg FPR95",
+                     "garbage avg AUROC", "train s"], out) + "\n"
+
+
+def main() -> None:
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/sweep")
+    rows, runs = [], []
+    for stem, cmd in COMMANDS.items():
+        path = root / f"{stem}.jsonl"
+        if not path.is_file():
+            continue
+        part = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        env = part[0]["env"]
+        runs.append(f"- `{stem}.jsonl`: `python benchmarks/sweep.py {cmd} --device cuda --threads 1` "
+                    f"({len(part)} runs) on {env['device']}, torch {env['torch']}")
+        rows += [{**r, "width": r.get("width", 64)} for r in part]   # the first sweep predates the width key
+    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(_id_of(r), r["width"])].append(r)
+    text = ("# Hyperparameter sweep (GPU, for choosing settings)\n\n"
+            "Each row: `benchmarks/sweep.py` trains the inversion method as `niood-bench` does (fast "
+            "preset, 10 epochs unless the name says otherwise) and scores it with UE (combined) and the "
+            "garbage probability on 2,000 images per OOD set. Numbers are the mean over the seeds listed, "
+            "(min-max) where there are several; `train s` is with 6-9 runs sharing the GPU. These runs "
+            "choose settings; the committed benchmark numbers are the CPU runs. "
+            "Summarised by `python benchmarks/summarize_sweep.py` from:\n\n" + "\n".join(runs) + "\n\n")
+    for (id_name, width), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "mnist", kv[0][1] != 32)):
+        text += f"## {id_name} in-distribution, classifier ncf {width}\n\n" + table(rs) + "\n"
+    atomic_write_text(root / "sweep.md", text)
+
+
+if __name__ == "__main__":
+    main()

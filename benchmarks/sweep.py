@@ -1,0 +1,178 @@
+"""Hyperparameter sweep of the inversion method: many trainer settings, one table.
+
+Each setting trains the report28 classifier with :class:`InversionTrainer` exactly as
+``niood-bench`` does (same loader, seed, model construction) and scores it with UE
+(``combined``) and the garbage probability against every OOD set.  Settings run in parallel
+worker processes, which is what makes a sweep affordable on a GPU; on the 2-core CPU use
+``--jobs 1``.  The sweep chooses settings; the committed benchmark numbers come from
+``run_mnist.sh`` / ``run_fashionmnist.sh`` on the CPU, not from here.
+
+    python benchmarks/sweep.py --id fashionmnist --grid fmnist --device cuda --jobs 6 \\
+        --out benchmarks/results/sweep/fmnist.jsonl
+
+``--ood-file`` takes a ``.pt`` of the real OOD sets already converted to the ID geometry
+({name: half tensor [N, C, H, W] in [-1, 1]}), made by ``--make-ood-file`` from the data
+root: for a machine that holds only the ID set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Any
+
+import torch
+
+from niood_plugin import InversionTrainer, UEDetector
+from niood_plugin.bench.evaluate import ood_metrics
+from niood_plugin.data import load_dataset
+from niood_plugin.models import MergeGarbage, build_classifier, to_channels_last
+from niood_plugin.trainer import InversionConfig
+
+OOD_SETS = {"mnist": ["fashionmnist", "cifar10-jpeg", "tinyimagenet", "gaussian", "uniform"],
+            "fashionmnist": ["mnist", "cifar10-jpeg", "tinyimagenet", "gaussian", "uniform"]}
+
+# name -> overrides of the `fast` preset; "seed" and "width" (the classifier's ncf, default 32
+# as in niood-bench) are sweep keys, not trainer fields.
+def _seeds(variants: dict[str, dict[str, Any]], seeds: dict[str, tuple[int, ...]]) -> dict[str, dict[str, Any]]:
+    return {f"{name}-s{seed}": {**over, "seed": seed} for name, over in variants.items()
+            for seed in seeds.get(name, (0,))}
+
+
+_COMMON = {
+    "base": {},
+    "lr2e-3": {"classifier_lr": 2e-3},
+    "garbage6600": {"garbage_per_epoch": 6_600},
+    "lr2e-3-garbage6600": {"classifier_lr": 2e-3, "garbage_per_epoch": 6_600},
+    "per-class": {"garbage_classes": "per-class"},
+    "width48": {"width": 48},
+}
+GRIDS: dict[str, dict[str, dict[str, Any]]] = {
+    # first sweep (ncf 64, one seed each)
+    "fmnist-ncf64": {name: {**over, "width": 64} for name, over in {
+        "base": {}, "base-seed1": {"seed": 1}, "base-seed2": {"seed": 2},
+        "per-class": {"garbage_classes": "per-class"}, "gamma10": {"gamma": 10.0}, "delta10": {"delta": 10.0},
+        "alpha1": {"alpha": 1.0}, "matrix": {"conditioning": "matrix"},
+        "vector-matrix": {"conditioning": "vector-matrix"}, "garbage6600": {"garbage_per_epoch": 6_600},
+        "steps200": {"inversion_steps": 200}, "temp1": {"vector_temperature": 1.0},
+        "pool20k": {"pool_capacity": 20_000}, "fifo": {"pool_policy": "fifo"},
+        "ngf64": {"generator_width": 64}, "lr2e-3": {"classifier_lr": 2e-3},
+        "noise-only": {"garbage_source": "noise"},
+        "per-class-gamma10": {"garbage_classes": "per-class", "gamma": 10.0}}.items()},
+    # second sweep (ncf 32 as in the benchmark, seeds replicated)
+    "fmnist": _seeds({**_COMMON, "fifo": {"pool_policy": "fifo"}, "epochs12": {"epochs": 12}},
+                     {"base": (0, 1, 2), **{n: (0, 1) for n in _COMMON if n != "base"}}),
+    "mnist": _seeds({**_COMMON, "lr5e-4": {"classifier_lr": 5e-4}, "batch64": {"batch_size": 64},
+                     "pretrain2": {"pretrain_epochs": 2}},
+                    {"base": (0, 1, 2), **{n: (0, 1) for n in _COMMON if n != "base"}}),
+    # third sweep: the learning rate, more seeds (for both --id)
+    "lr": _seeds({"lr2e-3": {"classifier_lr": 2e-3}, "lr3e-3": {"classifier_lr": 3e-3},
+                  "lr2e-3-batch64": {"classifier_lr": 2e-3, "batch_size": 64}},
+                 {"lr2e-3": (2,), "lr3e-3": (0, 1, 2), "lr2e-3-batch64": (0, 1)}),
+}
+
+
+def make_ood_file(id_name: str, data_root: str | None, limit: int, path: str) -> None:
+    shape = load_dataset(id_name, "test", data_root, limit=10).image_shape
+    sets = {name: load_dataset(name, "test", data_root, image_shape=shape, limit=limit).x.half()
+            for name in OOD_SETS[id_name] if name not in ("gaussian", "uniform")}
+    torch.save(sets, path)
+
+
+def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    torch.set_num_threads(args["threads"])
+    overrides = dict(overrides)
+    seed = overrides.pop("seed", args["seed"])
+    width = overrides.pop("width", 32)
+    epochs = overrides.pop("epochs", args["epochs"])
+    device = torch.device(args["device"])
+    train = load_dataset(args["id"], "train", args["data_root"], limit=args["train_limit"], seed=seed)
+    test = load_dataset(args["id"], "test", args["data_root"], seed=seed)
+    shape, k = train.image_shape, train.num_classes
+    pre = torch.load(args["ood_file"], weights_only=True) if args["ood_file"] else {}
+    ood = {}
+    for o in OOD_SETS[args["id"]]:
+        if o in pre:
+            ood[o] = pre[o].float()
+        else:
+            ood[o] = load_dataset(o, "test", args["data_root"], image_shape=shape, limit=args["test_limit"],
+                                  seed=seed).x
+    cfg = InversionConfig.from_preset("fast", epochs=epochs, **overrides)
+    outputs = 2 * k if cfg.garbage_classes == "per-class" else k + 1
+    torch.manual_seed(seed)
+    clf = build_classifier("report28", outputs, shape[0], ncf=width)
+    if cfg.channels_last:
+        clf = to_channels_last(clf)
+    from dataclasses import asdict
+    trainer = InversionTrainer(clf, k, shape, device=device, seed=seed, progress=False, **asdict(cfg))
+    t0 = time.perf_counter()
+    history = trainer.fit(train.loader(batch_size=cfg.batch_size, shuffle=True, seed=seed))
+    train_s = time.perf_counter() - t0
+    view = (MergeGarbage(clf, k) if cfg.garbage_classes == "per-class" else clf).eval()
+
+    @torch.inference_mode()
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([view(x[i:i + 1024].to(device)).float().cpu() for i in range(0, len(x), 1024)])
+
+    lid = logits(test.x)
+    acc = float((lid[:, :k].argmax(1) == test.y).float().mean())
+    row: dict[str, Any] = {"name": name, "overrides": overrides, "seed": seed, "epochs": epochs, "width": width,
+                           "id_acc": acc, "train_s": round(train_s, 1)}
+    for det, variant in (("ue", "combined"), ("garbage", "garbage")):
+        s_id = UEDetector.score(lid, k, variant).numpy()
+        per = {o: ood_metrics(s_id, UEDetector.score(logits(x), k, variant).numpy()) for o, x in ood.items()}
+        row[det] = {o: round(m["auroc"], 4) for o, m in per.items()}
+        row[det]["avg"] = round(sum(m["auroc"] for m in per.values()) / len(per), 4)
+        row[det]["fpr95_avg"] = round(sum(m["fpr95"] for m in per.values()) / len(per), 4)
+    row["last_epoch"] = {key: history[-1].get(key) for key in ("inversion_accuracy", "train_id_acc", "pool_size")}
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--id", default="fashionmnist", choices=sorted(OOD_SETS))
+    p.add_argument("--grid", default="fmnist", choices=sorted(GRIDS))
+    p.add_argument("--only", default="", help="comma-separated setting names (default: the whole grid)")
+    p.add_argument("--data-root", default=os.environ.get("NIOOD_DATA"))
+    p.add_argument("--ood-file", default=None)
+    p.add_argument("--make-ood-file", default=None, help="write the converted OOD sets here and exit")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-limit", type=int, default=None)
+    p.add_argument("--test-limit", type=int, default=2_000)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", required=False)
+    a = p.parse_args()
+    if a.make_ood_file:
+        make_ood_file(a.id, a.data_root, a.test_limit, a.make_ood_file)
+        return
+    grid = GRIDS[a.grid]
+    names = [n for n in a.only.split(",") if n] or list(grid)
+    args = {"id": a.id, "data_root": a.data_root, "ood_file": a.ood_file, "device": a.device, "epochs": a.epochs,
+            "seed": a.seed, "train_limit": a.train_limit, "test_limit": a.test_limit, "threads": a.threads}
+    env = {"host": platform.node(), "device": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else
+           platform.processor() or platform.machine(), "torch": torch.__version__, "jobs": a.jobs}
+    t0 = time.perf_counter()
+    out = open(a.out, "a") if a.out else None
+    with ProcessPoolExecutor(max_workers=a.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, n, grid[n], args): n for n in names}
+        for fut in as_completed(futures):
+            row = fut.result()
+            row["env"] = env
+            line = json.dumps(row)
+            print(f"{row['name']:>20}  acc {row['id_acc']:.4f}  ue avg {row['ue']['avg']:.4f}  "
+                  f"garbage avg {row['garbage']['avg']:.4f}  ue {row['ue']}  {row['train_s']} s", flush=True)
+            if out:
+                out.write(line + "\n")
+                out.flush()
+    print(f"sweep wall {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
