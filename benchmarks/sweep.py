@@ -73,6 +73,20 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
     "lr": _seeds({"lr2e-3": {"classifier_lr": 2e-3}, "lr3e-3": {"classifier_lr": 3e-3},
                   "lr2e-3-batch64": {"classifier_lr": 2e-3, "batch_size": 64}},
                  {"lr2e-3": (2,), "lr3e-3": (0, 1, 2), "lr2e-3-batch64": (0, 1)}),
+    # the rows of benchmarks/ablations.sh at the full budget, on the current fast preset
+    "ablate": _seeds({
+        "base": {}, "noise-only": {"garbage_source": "noise"},
+        "report-like": {"classifier_lr": 1e-4, "lr_schedule": "constant", "batch_size": 32,
+                        "vector_temperature": 1.0, "garbage_per_epoch": 0, "generator_width": 64,
+                        "pool_policy": "all", "pool_capacity": None},
+        "temperature-1": {"vector_temperature": 1.0}, "cond-matrix": {"conditioning": "matrix"},
+        "cond-vector-matrix": {"conditioning": "vector-matrix"}, "loss-ce+kl": {"alpha": 1.0},
+        "loss-ce+kl+cos": {"alpha": 1.0, "gamma": 1.0}, "loss-ce+kl+cos+orth": {"alpha": 1.0, "gamma": 1.0, "delta": 1.0},
+        "pool-fifo-2000": {"pool_policy": "fifo", "pool_capacity": 2_000},
+        "garbage-per-class": {"garbage_classes": "per-class"}},
+        {"report-like": (0,), **{n: (0, 1) for n in ("base", "noise-only", "temperature-1", "cond-matrix",
+                                                     "cond-vector-matrix", "loss-ce+kl", "loss-ce+kl+cos",
+                                                     "loss-ce+kl+cos+orth", "pool-fifo-2000", "garbage-per-class")}}),
 }
 
 
