@@ -49,6 +49,7 @@ def id_section(name: str) -> str:
         rows.append(["report (published)", "garbage model / UE (garbage excluded)"]
                     + [rep["per_ood"].get(OOD_ALIASES.get(o, o), "n/a") for o in oods]
                     + [f"{rep['avg_auroc']:.4f} (its 5 sets)", f"{rep['avg_fpr95']:.4f}", "", "hours (GPU)"])
+    rows += report_settings_rows(name, oods)
     groups: dict = {}
     for r in res:
         groups.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
@@ -79,7 +80,32 @@ def id_section(name: str) -> str:
             f"{wall}, peak RSS {t.get('peak_rss_mb', 0):.0f} MiB. "
             f"Full tables: `benchmarks/results/{name}/results.md`.\n\n")
     notes = "".join(f"- {n}\n" for n in p.get("notes", []))
+    rs = RES / f"report-settings-{name}" / "results.json"
+    if rs.is_file():
+        q = json.loads(rs.read_text())
+        notes += (f"- report's settings row: `{q['command']}` (`benchmarks/run_report_settings.sh`), same "
+                  f"hardware, seed {q['config']['seed']}, total wall time {q['timings']['total_s'] / 60:.1f} min; "
+                  "scaled down from the report only in samples per inversion step (220, not 11,000) and "
+                  "epochs (10, not 20)\n")
     return head + md_table(header, rows) + "\n\n" + notes
+
+
+def report_settings_rows(name: str, oods: list[str]) -> list[list]:
+    """Rows of ``benchmarks/run_report_settings.sh`` (the report's settings, scaled), if committed."""
+    path = RES / f"report-settings-{name}" / "results.json"
+    if not path.is_file():
+        return []
+    p = json.loads(path.read_text())
+    m = p["methods"]["inversion"]
+    rows = []
+    for det in ("ue", "ue-id", "garbage", "mahalanobis"):
+        g = {r["ood"]: r for r in p["results"] if r["detector"] == det}
+        if g:
+            rows.append(["ours, report's settings (scaled)", f"inversion / {det}"]
+                        + [g[o]["auroc"] if o in g else "" for o in oods]
+                        + [_mean([r["auroc"] for r in g.values()]), _mean([r["fpr95"] for r in g.values()]),
+                           m["id_accuracy"], round(m["train_time_s"])])
+    return rows
 
 
 def perf_section() -> str:
