@@ -33,6 +33,13 @@ def _mean(v):
     return sum(v) / len(v) if v else float("nan")
 
 
+def _row(label: str, what: str, by_ood: dict, method: dict, oods: list[str]) -> list:
+    """One table row: AUROC per OOD set, averages, ID accuracy and training time of ``method``."""
+    return ([label, what] + [by_ood[o]["auroc"] if o in by_ood else "" for o in oods]
+            + [_mean([r["auroc"] for r in by_ood.values()]), _mean([r["fpr95"] for r in by_ood.values()]),
+               method["id_accuracy"], round(method["train_time_s"])])
+
+
 def id_section(name: str) -> str:
     path = RES / name / "results.json"
     if not path.is_file():
@@ -68,9 +75,7 @@ def id_section(name: str) -> str:
                  "fig": "FIG (peer)", "bal": "BAL (peer)"}[key[0]]
         if key == best_std:
             label += " (best post-hoc)"
-        rows.append([label, f"{key[0]} / {key[1]}"] + [g[o]["auroc"] if o in g else "" for o in oods]
-                    + [_mean([r["auroc"] for r in g.values()]), _mean([r["fpr95"] for r in g.values()]),
-                       m["id_accuracy"], round(m["train_time_s"])])
+        rows.append(_row(label, f"{key[0]} / {key[1]}", g, m, oods))
     cmd = p.get("command", "")
     cached = any(m.get("cached") for m in p["methods"].values())
     wall = (f"wall time {t['total_s'] / 60:.1f} min with every model from the cache (training wall times per "
@@ -101,10 +106,7 @@ def report_settings_rows(name: str, oods: list[str]) -> list[list]:
     for det in ("ue", "ue-id", "garbage", "mahalanobis"):
         g = {r["ood"]: r for r in p["results"] if r["detector"] == det}
         if g:
-            rows.append(["ours, report's settings (scaled)", f"inversion / {det}"]
-                        + [g[o]["auroc"] if o in g else "" for o in oods]
-                        + [_mean([r["auroc"] for r in g.values()]), _mean([r["fpr95"] for r in g.values()]),
-                           m["id_accuracy"], round(m["train_time_s"])])
+            rows.append(_row("ours, report's settings (scaled)", f"inversion / {det}", g, m, oods))
     return rows
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import asdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any
@@ -121,7 +122,6 @@ def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[
     clf = build_classifier("report28", outputs, shape[0], ncf=width)
     if cfg.channels_last:
         clf = to_channels_last(clf)
-    from dataclasses import asdict
     trainer = InversionTrainer(clf, k, shape, device=device, seed=seed, progress=False, **asdict(cfg))
     t0 = time.perf_counter()
     history = trainer.fit(train.loader(batch_size=cfg.batch_size, shuffle=True, seed=seed))
