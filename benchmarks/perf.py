@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from pytorch_ood.detector import ODIN, Mahalanobis, MaxSoftmax
 
 from niood_plugin import InversionTrainer, UEDetector
+from niood_plugin.bench.methods import train_plain
 from niood_plugin.bench.runner import environment
 from niood_plugin.data import TensorData
 from niood_plugin.files import atomic_write_text
-from niood_plugin.models import DropOutput, as_channels_last, build_classifier, build_generator, to_channels_last
+from niood_plugin.models import DropOutput, build_classifier, build_generator, to_channels_last
 from niood_plugin.peers import langevin_sample
 from niood_plugin.trainer import InversionConfig
 
@@ -100,21 +101,13 @@ def synthesis_throughput(device) -> dict:
 
 
 def plain_epoch(device, loader, lr: float, channels_last: bool) -> float:
-    """Seconds for one plain cross-entropy epoch of report28 (ncf 32) in the given memory layout."""
+    """Seconds for one plain cross-entropy epoch of report28 (ncf 32) in the given memory layout:
+    one epoch of the ``standard`` baseline's own training loop."""
     torch.manual_seed(0)
     plain = build_classifier("report28", K, 1, ncf=32).to(device)
     if channels_last:
         to_channels_last(plain)
-    opt = torch.optim.Adam(plain.parameters(), lr=lr)
-    t0 = time.perf_counter()
-    plain.train()
-    for x, y in loader:
-        x = x.to(device)
-        loss = F.cross_entropy(plain(as_channels_last(x) if channels_last else x), y.to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - t0
+    return train_plain(plain, loader, 1, lr, device, progress=False, channels_last=channels_last)[0]["time_s"]
 
 
 def layout_ab(device, n_train: int, repeats: int = 2) -> dict:

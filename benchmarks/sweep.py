@@ -88,6 +88,9 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         {"report-like": (0,), **{n: (0, 1) for n in ("base", "noise-only", "temperature-1", "cond-matrix",
                                                      "cond-vector-matrix", "loss-ce+kl", "loss-ce+kl+cos",
                                                      "loss-ce+kl+cos+orth", "pool-fifo-2000", "garbage-per-class")}}),
+    # fourth sweep (CPU, screening): the novelty term, pushing generated features off their class mean
+    "novelty": {"base-s0": {"seed": 0}, "novelty1-s0": {"novelty": 1.0, "seed": 0},
+                "novelty3-s0": {"novelty": 3.0, "seed": 0}, "novelty10-s0": {"novelty": 10.0, "seed": 0}},
 }
 
 

@@ -96,6 +96,22 @@ def inversion_loss(logits: Tensor, features: Tensor, labels: Tensor, target: Ten
     return total, parts
 
 
+def novelty_loss(features: Tensor, labels: Tensor, class_means: Tensor) -> Tensor:
+    """Mean cosine similarity of each feature to the unit mean ID feature of its label.
+
+    ``class_means`` is [K, D] (unit rows); samples whose label is not an ID class
+    (``label >= K``, the garbage outputs) do not count.  Minimising it makes the generator
+    produce images the classifier assigns to class c whose features are unlike class c's
+    training images: the atypical inputs a softmax score misses.
+    """
+    k = class_means.shape[0]
+    mask = labels < k
+    if not bool(mask.any()):
+        return features.new_zeros(())
+    f = F.normalize(features[mask].float(), dim=1)
+    return (f * class_means[labels[mask]]).sum(1).mean()
+
+
 def class_balanced_weights(counts: Tensor) -> Tensor:
     """``w_c = N / (C * n_c)`` (scikit-learn's ``class_weight="balanced"``) from class counts.
 

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from .conditioning import Conditioning, balanced_labels, sample_conditioning
 from .errors import CheckpointError
 from .files import atomic_torch_save, load_checkpoint
-from .losses import InversionLossWeights, class_balanced_weights, inversion_loss
+from .losses import InversionLossWeights, class_balanced_weights, inversion_loss, novelty_loss
 from .models import (CONDITIONINGS, as_channels_last, build_generator, check_feature_classifier,
                      generator_for_shape, to_channels_last)
 from .pool import POLICIES, GarbagePool, dequantize, quantize
@@ -90,6 +90,8 @@ class InversionConfig:
     garbage_classes: str = "single"    # single: one garbage class (K+1 outputs, the report);
                                        # per-class: one per ID class (2K outputs, report's future work)
     channels_last: bool = True         # convolutions in channels-last layout (faster; see models.layout)
+    novelty: float = 0.0               # weight of a term pushing generated features away from their
+                                       # class's mean ID feature (not in the report; 0 = off)
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -102,6 +104,8 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if not isinstance(self.novelty, (int, float)) or not math.isfinite(self.novelty) or self.novelty < 0:
+            raise ValueError(f"novelty must be a finite number >= 0, got {self.novelty!r}")
         for name in ("classifier_lr", "generator_lr", "vector_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -128,6 +132,14 @@ class InversionConfig:
                     f"pool_policy 'all' would hold {need} images but pool_capacity is {self.pool_capacity}: "
                     "raise pool_capacity, set it to None (unbounded), or use 'fifo'/'reservoir'"
                 )
+
+    def identity(self) -> dict[str, Any]:
+        """The fields as a dict, for checkpoint signatures and cache keys.  Options added after
+        0.1 are left out while off, so checkpoints and caches written before them stay valid."""
+        out = asdict(self)
+        if not self.novelty:
+            out.pop("novelty")
+        return out
 
     @classmethod
     def from_preset(cls, preset: Optional[str], dataset: Optional[str] = None, **overrides: Any) -> "InversionConfig":
@@ -293,6 +305,7 @@ class InversionTrainer:
         self._noise = torch.empty((0, *self.image_shape), dtype=torch.uint8)
         self._noise_slots = torch.empty(0, dtype=torch.long)
         self._class_counts = torch.zeros(self.num_classes, dtype=torch.long)
+        self._class_means: Optional[Tensor] = None
         self._start_epoch = 0
         self.history = []
 
@@ -407,6 +420,10 @@ class InversionTrainer:
                     f = clf.features(x)
                     logits = clf.head(f)
                     loss, p = inversion_loss(logits, f, c.labels, c.target, weights)
+                    if cfg.novelty and self._class_means is not None:
+                        term = novelty_loss(f, c.labels.to(f.device), self._class_means)
+                        loss = loss + cfg.novelty * term
+                        p["novelty"] = float(term.detach())
                     share = x.shape[0] / n
                     (loss * share).backward()
                     total += float(loss.detach()) * share
@@ -504,6 +521,7 @@ class InversionTrainer:
             w = class_balanced_weights(torch.cat([self._class_counts, torch.tensor([garbage.shape[0]])]))
             weight = torch.cat([w[:self.num_classes], w[self.num_classes:].expand(self.num_garbage)]).to(self.device)
         self.classifier.train()
+        means: Optional[Tensor] = None  # per-class sums of ID features, for the novelty term
         loss_sum = id_correct = id_seen = g_correct = g_seen = 0
         for i, batch in enumerate(_progress(loader, self.progress, "retrain")):
             x, y = batch[0], batch[1].long()
@@ -514,7 +532,14 @@ class InversionTrainer:
             if cfg.channels_last:
                 xb = as_channels_last(xb)
             yb = torch.cat([y.to(self.device), (self.garbage_index + slots[pick]).to(self.device)])
-            logits = self.classifier(xb)
+            if not cfg.novelty:
+                logits = self.classifier(xb)
+            else:
+                f = self.classifier.features(xb)
+                logits = self.classifier.head(f)
+                if means is None:
+                    means = torch.zeros(self.num_classes, f.shape[1], device=self.device)
+                means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())
             loss = F.cross_entropy(logits, yb, weight=weight)
             self._clf_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -527,6 +552,8 @@ class InversionTrainer:
             g_correct += int((pred[nid:] >= self.garbage_index).sum())  # any garbage output
             g_seen += g.shape[0]
         self.classifier.eval()
+        if means is not None:
+            self._class_means = F.normalize(means, dim=1)
         return {"lr": lr, "train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
                 "train_garbage_acc": g_correct / max(g_seen, 1), "garbage_size": int(garbage.shape[0]),
                 "class_weights": [] if weight is None else weight.cpu().tolist()}
@@ -548,7 +575,7 @@ class InversionTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _config_signature(self) -> str:
-        cfg = asdict(self.config)
+        cfg = self.config.identity()
         if self.config.lr_schedule == "constant":
             cfg.pop("epochs")  # resuming with more epochs is allowed (a cosine schedule depends on it)
         return json.dumps({"config": cfg, "num_classes": self.num_classes, "image_shape": list(self.image_shape),
@@ -570,6 +597,7 @@ class InversionTrainer:
             "noise": self._noise,
             "noise_slots": self._noise_slots,
             "class_counts": self._class_counts,
+            "class_means": self._class_means,
             "rng": self._rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.stack(torch.cuda.get_rng_state_all()) if self.device.type == "cuda" else torch.empty(0),
@@ -595,6 +623,7 @@ class InversionTrainer:
         self._noise = state["noise"]
         self._noise_slots = state.get("noise_slots", torch.zeros(self._noise.shape[0], dtype=torch.long))
         self._class_counts = state["class_counts"]
+        self._class_means = state.get("class_means")
         self._rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state.get("cuda_rng", torch.empty(0)).numel():

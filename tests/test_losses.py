@@ -6,7 +6,7 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 
 from niood_plugin.losses import (InversionLossWeights, ce_loss, class_balanced_weights, cosine_loss,
-                                 inversion_loss, kl_loss, orthogonality_loss)
+                                 inversion_loss, kl_loss, novelty_loss, orthogonality_loss)
 
 
 def test_kl_known_value():
@@ -38,6 +38,15 @@ def test_orthogonality_known_values():
     assert orthogonality_loss(torch.eye(3)).item() == pytest.approx(0.0, abs=1e-7)
     # N identical rows: G = 1 everywhere, off-diagonal (N^2 - N) ones -> (N^2 - N) / N^2
     assert orthogonality_loss(torch.ones(4, 2)).item() == pytest.approx(12 / 16, abs=1e-6)
+
+
+def test_novelty_known_values():
+    means = torch.eye(3)[:2]  # class 0 along e0, class 1 along e1 (unit rows)
+    f = torch.tensor([[2.0, 0, 0], [0, 0, 5.0], [1.0, 1.0, 0], [7.0, 7.0, 7.0]])
+    # label 2 is a garbage output (>= K = 2): the last row does not count
+    got = novelty_loss(f, torch.tensor([0, 1, 1, 2]), means)
+    assert got.item() == pytest.approx((1.0 + 0.0 + 2 ** -0.5) / 3, abs=1e-6)
+    assert novelty_loss(f[3:], torch.tensor([2]), means).item() == 0.0  # only garbage labels
 
 
 def test_inversion_loss_combines_terms():

@@ -82,6 +82,7 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
     (dict(not_a_param=1), "unknown hyperparameter"),
     (dict(channels_last="yes"), "channels_last must be True or False"),
     (dict(garbage_classes="many"), "garbage_classes"),
+    (dict(novelty=-1.0), "novelty"),
 ])
 def test_bad_hyperparameters(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -167,3 +168,26 @@ def test_channels_last_layout_is_used_and_optional(digits28):
     assert second_conv(on.classifier).is_contiguous(memory_format=torch.channels_last)
     assert not second_conv(on.classifier).is_contiguous()
     assert second_conv(off.classifier).is_contiguous()
+
+
+def test_novelty_term_is_used_resumes_and_keeps_old_keys(digits28, tmp_path):
+    x, y = digits28
+    # off (default): no novelty entry, and the identity has no novelty key, so checkpoints and
+    # harness caches written before the option existed keep their signatures
+    hist = make(epochs=1).fit(loader(x[:300], y[:300]))
+    assert "inversion_novelty" not in hist[-1]
+    assert "novelty" not in InversionConfig.from_preset("fast").identity()
+    assert InversionConfig.from_preset("fast", novelty=1.0).identity()["novelty"] == 1.0
+    # on: the term is computed against the class means of the previous retraining epoch
+    t = make(epochs=3, novelty=1.0)
+    full = t.fit(loader(x[:300], y[:300]))
+    assert all(0.0 <= e["inversion_novelty"] <= 1.0 for e in full[1:])
+    assert t._class_means.shape[0] == 10
+    assert torch.allclose(t._class_means.norm(dim=1), torch.ones(10), atol=1e-5)
+    ckpt = tmp_path / "nov.pt"
+    make(epochs=1, novelty=1.0).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
+    resumed = make(epochs=3, novelty=1.0).fit(loader(x[:300], y[:300]), checkpoint=ckpt, resume=ckpt)
+    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
+    assert drop(resumed) == drop(full)
+    # the term changes what the generator learns
+    assert drop(full)[1]["inversion_loss"] != drop(make(epochs=3).fit(loader(x[:300], y[:300])))[1]["inversion_loss"]

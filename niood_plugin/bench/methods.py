@@ -111,9 +111,7 @@ def _train_inversion(ctx: MethodContext) -> TrainedModel:
 
 
 def _config_kwargs(cfg: InversionConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(cfg)
+    return cfg.identity()
 
 
 def _val_loader(ctx: MethodContext):
