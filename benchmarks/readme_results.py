@@ -28,6 +28,16 @@ REPORT = {
 }
 OOD_ALIASES = {"cifar10-jpeg": "cifar10"}
 
+# Inversion-only runs with other settings, committed under benchmarks/results/<stem>-<id>/:
+# stem -> (row label, the script that runs them, what differs from the report / the main run)
+EXTRA_RUNS = {
+    "report-settings": ("ours, report's settings (scaled)", "benchmarks/run_report_settings.sh",
+                        "scaled down from the report only in samples per inversion step (220, not 11,000) and "
+                        "epochs (10, not 20)"),
+    "novelty": ("ours + novelty term (fast preset, 10 epochs)", "benchmarks/run_novelty.sh",
+                "the main run's settings plus `novelty=1` (not in the report; README \"The novelty term\")"),
+}
+
 
 def _mean(v):
     return sum(v) / len(v) if v else float("nan")
@@ -56,7 +66,7 @@ def id_section(name: str) -> str:
         rows.append(["report (published)", "garbage model / UE (garbage excluded)"]
                     + [rep["per_ood"].get(OOD_ALIASES.get(o, o), "n/a") for o in oods]
                     + [f"{rep['avg_auroc']:.4f} (its 5 sets)", f"{rep['avg_fpr95']:.4f}", "", "hours (GPU)"])
-    rows += report_settings_rows(name, oods)
+    rows += extra_rows("report-settings", name, oods)
     groups: dict = {}
     for r in res:
         groups.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
@@ -65,17 +75,17 @@ def id_section(name: str) -> str:
     order = [("inversion", d) for d in ("ue", "ue-id", "garbage", "mahalanobis", "energy", "msp")]
     order += [k for k in groups if k[0] == "standard"]
     order += [k for k in groups if k[0] in ("fig", "bal") and k[1] in ("msp", "ue", "energy", "mahalanobis", "bal")]
-    for key in order:
-        if key not in groups:
+    epochs = p["config"].get("epochs") or "preset"
+    labels = {"inversion": f"ours (fast preset, {epochs} epochs)", "standard": "plain model + post-hoc",
+              "fig": "FIG (peer)", "bal": "BAL (peer)"}
+    present = [k for k in order if k in groups]
+    ours = [k for k in present if k[0] == "inversion"]
+    for key in ours + [None] + [k for k in present if k[0] != "inversion"]:
+        if key is None:  # the other runs of our method go right after the main one
+            rows += extra_rows("novelty", name, oods)
             continue
-        g = groups[key]
-        m = p["methods"][key[0]]
-        epochs = p["config"].get("epochs") or "preset"
-        label = {"inversion": f"ours (fast preset, {epochs} epochs)", "standard": "plain model + post-hoc",
-                 "fig": "FIG (peer)", "bal": "BAL (peer)"}[key[0]]
-        if key == best_std:
-            label += " (best post-hoc)"
-        rows.append(_row(label, f"{key[0]} / {key[1]}", g, m, oods))
+        label = labels[key[0]] + (" (best post-hoc)" if key == best_std else "")
+        rows.append(_row(label, f"{key[0]} / {key[1]}", groups[key], p["methods"][key[0]], oods))
     cmd = p.get("command", "")
     cached = any(m.get("cached") for m in p["methods"].values())
     wall = (f"wall time {t['total_s'] / 60:.1f} min with every model from the cache (training wall times per "
@@ -85,19 +95,18 @@ def id_section(name: str) -> str:
             f"{wall}, peak RSS {t.get('peak_rss_mb', 0):.0f} MiB. "
             f"Full tables: `benchmarks/results/{name}/results.md`.\n\n")
     notes = "".join(f"- {n}\n" for n in p.get("notes", []))
-    rs = RES / f"report-settings-{name}" / "results.json"
-    if rs.is_file():
-        q = json.loads(rs.read_text())
-        notes += (f"- report's settings row: `{q['command']}` (`benchmarks/run_report_settings.sh`), same "
-                  f"hardware, seed {q['config']['seed']}, total wall time {q['timings']['total_s'] / 60:.1f} min; "
-                  "scaled down from the report only in samples per inversion step (220, not 11,000) and "
-                  "epochs (10, not 20)\n")
+    for stem, (label, script, what) in EXTRA_RUNS.items():
+        rs = RES / f"{stem}-{name}" / "results.json"
+        if rs.is_file():
+            q = json.loads(rs.read_text())
+            notes += (f"- {label} rows: `{q['command']}` (`{script}`), same hardware, seed {q['config']['seed']}, "
+                      f"total wall time {q['timings']['total_s'] / 60:.1f} min; {what}\n")
     return head + md_table(header, rows) + "\n\n" + notes
 
 
-def report_settings_rows(name: str, oods: list[str]) -> list[list]:
-    """Rows of ``benchmarks/run_report_settings.sh`` (the report's settings, scaled), if committed."""
-    path = RES / f"report-settings-{name}" / "results.json"
+def extra_rows(stem: str, name: str, oods: list[str]) -> list[list]:
+    """Rows of the inversion-only run ``benchmarks/results/<stem>-<name>`` (see EXTRA_RUNS), if committed."""
+    path = RES / f"{stem}-{name}" / "results.json"
     if not path.is_file():
         return []
     p = json.loads(path.read_text())
@@ -106,7 +115,7 @@ def report_settings_rows(name: str, oods: list[str]) -> list[list]:
     for det in ("ue", "ue-id", "garbage", "mahalanobis"):
         g = {r["ood"]: r for r in p["results"] if r["detector"] == det}
         if g:
-            rows.append(_row("ours, report's settings (scaled)", f"inversion / {det}", g, m, oods))
+            rows.append(_row(EXTRA_RUNS[stem][0], f"inversion / {det}", g, m, oods))
     return rows
 
 

@@ -17,7 +17,7 @@ from niood_plugin.files import atomic_write_text
 
 NEAR = {"fashionmnist": "mnist", "mnist": "fashionmnist"}   # the near-OOD column of each ID set
 
-COMMANDS = {  # file stem -> the sweep.py arguments that wrote it
+COMMANDS = {  # file stem -> the sweep.py arguments that wrote it (GPU files: plus --device cuda --threads 1)
     "fmnist-ncf64": "--id fashionmnist --grid fmnist-ncf64 --jobs 9",
     "fmnist": "--id fashionmnist --grid fmnist --jobs 8",
     "mnist": "--id mnist --grid mnist --jobs 8",
@@ -26,6 +26,9 @@ COMMANDS = {  # file stem -> the sweep.py arguments that wrote it
     "mnist-ablate": "--id mnist --grid ablate --jobs 11",
     "fmnist-ablate": "--id fashionmnist --grid ablate --jobs 12 --only <all but report-like; seed 1 only for "
                      "cond-vector-matrix and garbage-per-class>",
+    # CPU screening of the novelty term (one worker, 2 threads)
+    "fmnist-novelty-cpu-e4": "--id fashionmnist --grid novelty --epochs 4 --only base-s0,novelty1-s0,novelty10-s0",
+    "fmnist-novelty-cpu": "--id fashionmnist --grid novelty --only <see the table's settings>",
 }
 
 
@@ -52,9 +55,10 @@ def table(rows: list[dict]) -> str:
         out.append([name, ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"])),
                     _stat([r["id_acc"] for r in rs]), _stat([r["ue"]["avg"] for r in rs]),
                     _stat([r["ue"][near] for r in rs]), _stat([r["ue"]["fpr95_avg"] for r in rs]),
-                    _stat([r["garbage"]["avg"] for r in rs]), _stat([r["train_s"] for r in rs], ".0f")])
+                    _stat([r["garbage"]["avg"] for r in rs]), _stat([r["garbage"][near] for r in rs]),
+                    _stat([r["train_s"] for r in rs], ".0f")])
     return md_table(["setting", "seeds", "ID acc", "UE avg AUROC", f"UE AUROC {near}", "UE avg FPR95",
-                     "garbage avg AUROC", "train s"], out) + "\n"
+                     "garbage avg AUROC", f"garbage AUROC {near}", "train s"], out) + "\n"
 
 
 def main() -> None:
@@ -66,25 +70,35 @@ def main() -> None:
             continue
         part = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         env = part[0]["env"]
-        runs.append(f"- `{stem}.jsonl`: `python benchmarks/sweep.py {cmd} --device cuda --threads 1` "
-                    f"({len(part)} runs) on {env['device']}, torch {env['torch']}")
+        gpu = "NVIDIA" in env["device"]
+        flags = " --device cuda --threads 1" if gpu else ""
+        runs.append(f"- `{stem}.jsonl`: `python benchmarks/sweep.py {cmd}{flags}` "
+                    f"({len(part)} runs) on {env['device'] if gpu else 'the 2-core CPU'}, torch {env['torch']}")
         # the first sweep predates the width key; the ablate grids ran after the preset's
-        # classifier_lr moved from 1e-3 to 3e-3 (the other grids chose that move)
-        preset_lr = "3e-3" if stem.endswith("-ablate") else "1e-3"
-        rows += [{**r, "width": r.get("width", 64), "preset_lr": preset_lr} for r in part]
-    groups: dict[tuple[str, int, str], list[dict]] = defaultdict(list)
+        # classifier_lr moved from 1e-3 to 3e-3 (the other grids chose that move), as did the CPU files
+        preset_lr = "3e-3" if stem.endswith("-ablate") or not gpu else "1e-3"
+        # GPU grids mix epoch counts within a setting list (the name says so); CPU files are
+        # grouped by their epoch count
+        rows += [{**r, "width": r.get("width", 64), "preset_lr": preset_lr, "hw": "GPU" if gpu else "CPU",
+                  "group_epochs": 10 if gpu else r["epochs"]} for r in part]
+    groups: dict[tuple[str, int, str, str, int], list[dict]] = defaultdict(list)
     for r in rows:
-        groups[(_id_of(r), r["width"], r["preset_lr"])].append(r)
-    text = ("# Hyperparameter sweep (GPU, for choosing settings)\n\n"
+        groups[(_id_of(r), r["width"], r["preset_lr"], r["hw"], r["group_epochs"])].append(r)
+    text = ("# Hyperparameter sweep (for choosing settings)\n\n"
             "Each row: `benchmarks/sweep.py` trains the inversion method as `niood-bench` does (fast "
             "preset, 10 epochs unless the name says otherwise) and scores it with UE (combined) and the "
             "garbage probability on 2,000 images per OOD set. Numbers are the mean over the seeds listed, "
-            "(min-max) where there are several; `train s` is with 6-9 runs sharing the GPU. These runs "
+            "(min-max) where there are several; `train s` is with 6-9 runs sharing the GPU, or one run on "
+            "the 2-core CPU for the CPU sections. These runs "
             "choose settings; the committed benchmark numbers are the CPU runs. "
             "Summarised by `python benchmarks/summarize_sweep.py` from:\n\n" + "\n".join(runs) + "\n\n")
-    for (id_name, width, lr), rs in sorted(groups.items(),
-                                           key=lambda kv: (kv[0][0] != "mnist", kv[0][2] != "3e-3", kv[0][1] != 32)):
-        what = "the ablations on the current defaults" if lr == "3e-3" else "choosing the defaults"
+    for (id_name, width, lr, hw, epochs), rs in sorted(
+            groups.items(), key=lambda kv: (kv[0][3] != "GPU", kv[0][0] != "mnist", kv[0][2] != "3e-3", kv[0][1] != 32,
+                                            -kv[0][4])):
+        if hw == "CPU":
+            what = f"CPU screening of the novelty term, {epochs} epochs"
+        else:
+            what = "the ablations on the current defaults" if lr == "3e-3" else "choosing the defaults"
         text += (f"## {id_name} in-distribution, classifier ncf {width}, fast preset with classifier_lr {lr} "
                  f"({what})\n\n" + table(rs) + "\n")
     text += repeats(root)

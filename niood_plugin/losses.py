@@ -9,6 +9,9 @@ classifier's logits ``z`` on generated images and its penultimate features ``f``
   (diversity); with ``labels`` the pairs are taken within each label only;
 * ``Ortho = 1/N^2 * sum_{i,j} (G_ij - delta_ij)^2`` with ``G`` the Gram matrix of the
   L2-normalised features: it pushes features towards mutual orthogonality.
+
+Not in the report, opt-in (``InversionConfig.novelty``): ``Novelty = 1/N * sum_i
+cos(f_i, mu_{y_i})`` with ``mu_c`` the unit mean ID feature of class c (:func:`novelty_loss`).
 """
 from __future__ import annotations
 

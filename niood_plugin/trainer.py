@@ -7,7 +7,8 @@ One call of :meth:`InversionTrainer.fit` runs
 1. for each epoch:
    a. **inversion** – freeze the classifier; train the conditional generator for
       ``inversion_steps`` steps, each on ``samples_per_step`` fresh samples conditioned on
-      all K + 1 outputs, with ``L_inv = alpha KL + beta CE + gamma cosine + delta ortho``;
+      all K + 1 outputs, with ``L_inv = alpha KL + beta CE + gamma cosine + delta ortho``
+      (plus ``novelty * Novelty`` if set, not in the report: see :func:`~.losses.novelty_loss`);
    b. **metrics** – confidence, margin, UE and entropy of the classifier on a fixed batch of
       ``metric_samples_per_class`` generated images per class (fixed noise and fixed
       conditioning for the whole run), per class and averaged, plus the inversion accuracy
