@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Optional
 
 from niood_plugin.bench.report import md_table
 
@@ -66,7 +67,8 @@ def id_section(name: str) -> str:
         rows.append(["report (published)", "garbage model / UE (garbage excluded)"]
                     + [rep["per_ood"].get(OOD_ALIASES.get(o, o), "n/a") for o in oods]
                     + [f"{rep['avg_auroc']:.4f} (its 5 sets)", f"{rep['avg_fpr95']:.4f}", "", "hours (GPU)"])
-    rows += extra_rows("report-settings", name, oods)
+    extra = {stem: _load(RES / f"{stem}-{name}" / "results.json") for stem in EXTRA_RUNS}
+    rows += extra_rows("report-settings", extra["report-settings"], oods)
     groups: dict = {}
     for r in res:
         groups.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
@@ -79,13 +81,15 @@ def id_section(name: str) -> str:
     labels = {"inversion": f"ours (fast preset, {epochs} epochs)", "standard": "plain model + post-hoc",
               "fig": "FIG (peer)", "bal": "BAL (peer)"}
     present = [k for k in order if k in groups]
-    ours = [k for k in present if k[0] == "inversion"]
-    for key in ours + [None] + [k for k in present if k[0] != "inversion"]:
-        if key is None:  # the other runs of our method go right after the main one
-            rows += extra_rows("novelty", name, oods)
-            continue
-        label = labels[key[0]] + (" (best post-hoc)" if key == best_std else "")
-        rows.append(_row(label, f"{key[0]} / {key[1]}", groups[key], p["methods"][key[0]], oods))
+
+    def add(keys: list) -> None:
+        for key in keys:
+            label = labels[key[0]] + (" (best post-hoc)" if key == best_std else "")
+            rows.append(_row(label, f"{key[0]} / {key[1]}", groups[key], p["methods"][key[0]], oods))
+
+    add([k for k in present if k[0] == "inversion"])
+    rows += extra_rows("novelty", extra["novelty"], oods)  # the other runs of our method go right after the main one
+    add([k for k in present if k[0] != "inversion"])
     cmd = p.get("command", "")
     cached = any(m.get("cached") for m in p["methods"].values())
     wall = (f"wall time {t['total_s'] / 60:.1f} min with every model from the cache (training wall times per "
@@ -96,20 +100,21 @@ def id_section(name: str) -> str:
             f"Full tables: `benchmarks/results/{name}/results.md`.\n\n")
     notes = "".join(f"- {n}\n" for n in p.get("notes", []))
     for stem, (label, script, what) in EXTRA_RUNS.items():
-        rs = RES / f"{stem}-{name}" / "results.json"
-        if rs.is_file():
-            q = json.loads(rs.read_text())
+        q = extra[stem]
+        if q is not None:
             notes += (f"- {label} rows: `{q['command']}` (`{script}`), same hardware, seed {q['config']['seed']}, "
                       f"total wall time {q['timings']['total_s'] / 60:.1f} min; {what}\n")
     return head + md_table(header, rows) + "\n\n" + notes
 
 
-def extra_rows(stem: str, name: str, oods: list[str]) -> list[list]:
-    """Rows of the inversion-only run ``benchmarks/results/<stem>-<name>`` (see EXTRA_RUNS), if committed."""
-    path = RES / f"{stem}-{name}" / "results.json"
-    if not path.is_file():
+def _load(path: Path) -> Optional[dict]:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def extra_rows(stem: str, p: Optional[dict], oods: list[str]) -> list[list]:
+    """Rows of the inversion-only run ``p`` (results.json of ``<stem>-<id>``, see EXTRA_RUNS), if committed."""
+    if p is None:
         return []
-    p = json.loads(path.read_text())
     m = p["methods"]["inversion"]
     rows = []
     for det in ("ue", "ue-id", "garbage", "mahalanobis"):

@@ -89,10 +89,8 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                                                      "cond-vector-matrix", "loss-ce+kl", "loss-ce+kl+cos",
                                                      "loss-ce+kl+cos+orth", "pool-fifo-2000", "garbage-per-class")}}),
     # fourth sweep (CPU, screening): the novelty term, pushing generated features off their class mean
-    "novelty": {"base-s0": {"seed": 0}, "base-s1": {"seed": 1}, "novelty1-s0": {"novelty": 1.0, "seed": 0},
-                "novelty3-s0": {"novelty": 3.0, "seed": 0}, "novelty10-s0": {"novelty": 10.0, "seed": 0},
-                "novelty1-s1": {"novelty": 1.0, "seed": 1}, "novelty1-s2": {"novelty": 1.0, "seed": 2},
-                "base-s2": {"seed": 2}},
+    "novelty": _seeds({"base": {}, "novelty1": {"novelty": 1.0}, "novelty3": {"novelty": 3.0},
+                       "novelty10": {"novelty": 10.0}}, {"base": (0, 1, 2), "novelty1": (0, 1, 2)}),
 }
 
 

@@ -100,7 +100,7 @@ def _train_inversion(ctx: MethodContext) -> TrainedModel:
     cfg = ctx.inversion_config()
     clf, view = _inversion_model(ctx, cfg)
     trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
-                               progress=ctx.progress, sample_dir=ctx.sample_dir, **_config_kwargs(cfg))
+                               progress=ctx.progress, sample_dir=ctx.sample_dir, **cfg.identity())
     ckpt = ctx.checkpoint_dir / f"inversion-{cache_key('inversion', ctx)}.pt"  # tied to the settings
     resume = ckpt if ctx.resume and ckpt.is_file() else None
     t0 = time.perf_counter()
@@ -108,10 +108,6 @@ def _train_inversion(ctx: MethodContext) -> TrainedModel:
     # On resume, time spent before the interruption is in the history.
     elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0
     return TrainedModel("inversion", view.eval(), ctx.num_classes, ctx.num_classes, elapsed, history)
-
-
-def _config_kwargs(cfg: InversionConfig) -> dict[str, Any]:
-    return cfg.identity()
 
 
 def _val_loader(ctx: MethodContext):
@@ -291,7 +287,7 @@ def cache_key(method: str, ctx: MethodContext) -> str:
     payload = {
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
         "classifier": ctx.classifier_name(), "width": cfg.width, "image_shape": list(ctx.image_shape),
-        "config": _config_kwargs(ctx.inversion_config()), "n_train": len(ctx.train), "version": CACHE_FORMAT,
+        "config": ctx.inversion_config().identity(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
         "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
