@@ -35,8 +35,10 @@ EXTRA_RUNS = {
     "report-settings": ("ours, report's settings (scaled)", "benchmarks/run_report_settings.sh",
                         "scaled down from the report only in samples per inversion step (220, not 11,000) and "
                         "epochs (10, not 20)"),
-    "novelty": ("ours + novelty term (fast preset, 10 epochs)", "benchmarks/run_novelty.sh",
+    "novelty": ("ours + novelty term (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh novelty",
                 "the main run's settings plus `novelty=1` (not in the report; README \"The novelty term\")"),
+    "jigsaw": ("ours + jigsaw negatives (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh jigsaw",
+               "the main run's settings plus `jigsaw=0.5` (not in the report; README \"Jigsaw negatives\")"),
 }
 
 
@@ -88,7 +90,8 @@ def id_section(name: str) -> str:
             rows.append(_row(label, f"{key[0]} / {key[1]}", groups[key], p["methods"][key[0]], oods))
 
     add([k for k in present if k[0] == "inversion"])
-    rows += extra_rows("novelty", extra["novelty"], oods)  # the other runs of our method go right after the main one
+    for stem in ("jigsaw", "novelty"):  # the other runs of our method go right after the main one
+        rows += extra_rows(stem, extra[stem], oods)
     add([k for k in present if k[0] != "inversion"])
     cmd = p.get("command", "")
     cached = any(m.get("cached") for m in p["methods"].values())

@@ -29,6 +29,9 @@ COMMANDS = {  # file stem -> the sweep.py arguments that wrote it (GPU files: pl
     # CPU screening of the novelty term (one worker, 2 threads)
     "fmnist-novelty-cpu-e4": "--id fashionmnist --grid novelty --epochs 4 --only base-s0,novelty1-s0,novelty10-s0",
     "fmnist-novelty-cpu": "--id fashionmnist --grid novelty --only <see the table's settings>",
+    # CPU: jigsaw negatives (its base rows are the novelty file's, same settings and seeds)
+    "fmnist-jigsaw-cpu": "--id fashionmnist --grid jigsaw --only <see the table's settings> (jigsaw0.5-s0 alone "
+                         "with 2 threads; the others two at a time: --jobs 2 --threads 1)",
 }
 
 
@@ -96,7 +99,7 @@ def main() -> None:
             groups.items(), key=lambda kv: (kv[0][3] != "GPU", kv[0][0] != "mnist", kv[0][2] != "3e-3", kv[0][1] != 32,
                                             -kv[0][4])):
         if hw == "CPU":
-            what = f"CPU screening of the novelty term, {epochs} epochs"
+            what = f"CPU screening of the novelty term and jigsaw negatives, {epochs} epochs"
         else:
             what = "the ablations on the current defaults" if lr == "3e-3" else "choosing the defaults"
         text += (f"## {id_name} in-distribution, classifier ncf {width}, fast preset with classifier_lr {lr} "

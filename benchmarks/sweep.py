@@ -91,6 +91,13 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
     # fourth sweep (CPU, screening): the novelty term, pushing generated features off their class mean
     "novelty": _seeds({"base": {}, "novelty1": {"novelty": 1.0}, "novelty3": {"novelty": 3.0},
                        "novelty10": {"novelty": 10.0}}, {"base": (0, 1, 2), "novelty1": (0, 1, 2)}),
+    # fifth sweep (CPU): jigsaw negatives in the garbage class (base rows: the novelty grid's)
+    # (unweighted: weighted_ce=False, so the garbage class weighs by its sample count, not as 1/(K+1))
+    "jigsaw": _seeds({"jigsaw0.5": {"jigsaw": 0.5}, "jigsaw0.25": {"jigsaw": 0.25},
+                      "jigsaw0.5-novelty1": {"jigsaw": 0.5, "novelty": 1.0},
+                      "jigsaw0.5-unweighted": {"jigsaw": 0.5, "weighted_ce": False},
+                      "jigsaw0.5-novelty1-unweighted": {"jigsaw": 0.5, "novelty": 1.0, "weighted_ce": False}},
+                     {"jigsaw0.5": (0, 1, 2), "jigsaw0.5-novelty1-unweighted": (0, 1, 2)}),
 }
 
 

@@ -15,7 +15,9 @@ One call of :meth:`InversionTrainer.fit` runs
       of the last step;
    c. **garbage** – the last step's samples go into the garbage pool;
    d. **retraining** – one epoch on ID + garbage with class-balanced weighted CE, the
-      weights recomputed from the current class counts.
+      weights recomputed from the current class counts (with ``jigsaw > 0``, not in the
+      report, each batch's garbage also gets tile-shuffled copies of ``jigsaw`` of its ID
+      images: see :mod:`~.negatives`).
 
 Every epoch ends with an optional atomic checkpoint; ``fit(..., resume=path)`` continues
 after the last complete epoch and reproduces an uninterrupted run with the same seed.
@@ -40,6 +42,7 @@ from .files import atomic_torch_save, load_checkpoint
 from .losses import InversionLossWeights, class_balanced_weights, inversion_loss, novelty_loss
 from .models import (CONDITIONINGS, as_channels_last, build_generator, check_feature_classifier,
                      generator_for_shape, to_channels_last)
+from .negatives import check_jigsaw_grid, jigsaw
 from .pool import POLICIES, GarbagePool, dequantize, quantize
 from .presets import get_preset
 from .scores import per_class_metrics
@@ -93,6 +96,9 @@ class InversionConfig:
     channels_last: bool = True         # convolutions in channels-last layout (faster; see models.layout)
     novelty: float = 0.0               # weight of a term pushing generated features away from their
                                        # class's mean ID feature (not in the report; 0 = off)
+    jigsaw: float = 0.0                # jigsaw negatives per ID image in each retraining batch, labelled
+                                       # garbage (not in the report; 0 = off; see negatives.py)
+    jigsaw_grid: int = 4               # tiles per side of a jigsaw negative
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -105,8 +111,14 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if not isinstance(self.novelty, (int, float)) or not math.isfinite(self.novelty) or self.novelty < 0:
-            raise ValueError(f"novelty must be a finite number >= 0, got {self.novelty!r}")
+        for name in ("novelty", "jigsaw"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.jigsaw > 1:
+            raise ValueError(f"jigsaw is a fraction of each ID batch and must be <= 1, got {self.jigsaw!r}")
+        if not isinstance(self.jigsaw_grid, int) or isinstance(self.jigsaw_grid, bool) or self.jigsaw_grid < 2:
+            raise ValueError(f"jigsaw_grid must be an int >= 2, got {self.jigsaw_grid!r}")
         for name in ("classifier_lr", "generator_lr", "vector_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -140,6 +152,9 @@ class InversionConfig:
         out = asdict(self)
         if not self.novelty:
             out.pop("novelty")
+        if not self.jigsaw:
+            out.pop("jigsaw")
+            out.pop("jigsaw_grid")
         return out
 
     @classmethod
@@ -219,6 +234,8 @@ class InversionTrainer:
         check_feature_classifier(self.classifier)
         if self.generator is None:
             generator_for_shape(self.image_shape)  # raises early for unsupported sizes
+        if self.config.jigsaw:
+            check_jigsaw_grid(self.config.jigsaw_grid, self.image_shape)
 
     @property
     def garbage_index(self) -> int:
@@ -518,8 +535,10 @@ class InversionTrainer:
             # Balanced over the K ID classes and *the garbage as one class* (report 3.2).  With
             # per-class garbage every garbage output gets that one per-sample weight, so garbage
             # keeps the loss share it has in the single-garbage model; balancing K garbage classes
-            # like ID classes would give garbage half of the loss.
-            w = class_balanced_weights(torch.cat([self._class_counts, torch.tensor([garbage.shape[0]])]))
+            # like ID classes would give garbage half of the loss.  Jigsaw negatives count as
+            # garbage (about ``jigsaw`` per ID image this epoch).
+            n_garbage = garbage.shape[0] + round(cfg.jigsaw * int(self._class_counts.sum()))
+            w = class_balanced_weights(torch.cat([self._class_counts, torch.tensor([n_garbage])]))
             weight = torch.cat([w[:self.num_classes], w[self.num_classes:].expand(self.num_garbage)]).to(self.device)
         self.classifier.train()
         means: Optional[Tensor] = None  # per-class sums of ID features, for the novelty term
@@ -529,10 +548,16 @@ class InversionTrainer:
             self._check_batch(x, y)
             pick = order[i * per_batch:(i + 1) * per_batch]
             g = dequantize(garbage[pick]).to(self.device)
+            g_slots = slots[pick]
+            if cfg.jigsaw:
+                # Negatives of this batch's first images; per-class garbage: slot of the source class.
+                n_neg = round(cfg.jigsaw * x.shape[0])
+                g = torch.cat([g, jigsaw(x[:n_neg].to(self.device), cfg.jigsaw_grid, self._rng)])
+                g_slots = torch.cat([g_slots, self._slots_of(y[:n_neg].cpu())])
             xb = torch.cat([x.to(self.device), g])
             if cfg.channels_last:
                 xb = as_channels_last(xb)
-            yb = torch.cat([y.to(self.device), (self.garbage_index + slots[pick]).to(self.device)])
+            yb = torch.cat([y.to(self.device), (self.garbage_index + g_slots).to(self.device)])
             if not cfg.novelty:
                 logits = self.classifier(xb)
             else:

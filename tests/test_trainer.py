@@ -83,6 +83,10 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
     (dict(channels_last="yes"), "channels_last must be True or False"),
     (dict(garbage_classes="many"), "garbage_classes"),
     (dict(novelty=-1.0), "novelty"),
+    (dict(jigsaw=-0.5), "jigsaw must be a finite number"),
+    (dict(jigsaw=1.5), "must be <= 1"),
+    (dict(jigsaw=0.5, jigsaw_grid=1), "jigsaw_grid must be an int >= 2"),
+    (dict(jigsaw=0.5, jigsaw_grid=5), "does not divide the image size"),
 ])
 def test_bad_hyperparameters(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -191,3 +195,48 @@ def test_novelty_term_is_used_resumes_and_keeps_old_keys(digits28, tmp_path):
     assert drop(resumed) == drop(full)
     # the term changes what the generator learns
     assert drop(full)[1]["inversion_loss"] != drop(make(epochs=3).fit(loader(x[:300], y[:300])))[1]["inversion_loss"]
+
+
+@pytest.mark.parametrize("garbage_classes", ["single", "per-class"])
+def test_jigsaw_negatives_join_each_batch_as_garbage(digits28, monkeypatch, garbage_classes):
+    x, y = digits28
+    n_out = 20 if garbage_classes == "per-class" else 11
+    torch.manual_seed(0)
+    clf = build_classifier("report28", num_outputs=n_out, in_channels=1, ncf=8)
+    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "epochs": 1, "jigsaw": 0.5,
+                                                  "garbage_classes": garbage_classes})
+    seen = []
+    real_ce = torch.nn.functional.cross_entropy
+
+    def spy(logits, target, *args, **kwargs):
+        if kwargs.get("weight") is not None:  # retraining (inversion's CE has no class weights)
+            seen.append(target.clone())
+        return real_ce(logits, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
+    hist = trainer.fit(loader(x[:256], y[:256]))  # 4 batches of 64 per epoch
+    # every batch: 64 ID labels, its garbage share, then 32 negatives of its first 32 images
+    assert len(seen) == 8
+    for target in seen:
+        ids, neg = target[:64], target[-32:]
+        assert (ids < 10).all() and (target[64:] >= 10).all()
+        expected = 10 + ids[:32] if garbage_classes == "per-class" else torch.full((32,), 10)
+        assert torch.equal(neg, expected)
+    # class-balanced weights count the negatives as garbage
+    n_garbage = hist[-1]["garbage_size"] + 128
+    assert hist[-1]["class_weights"][10] == pytest.approx((256 + n_garbage) / (11 * n_garbage), rel=1e-5)
+    # off: no negatives, and the identity (cache keys, signatures) has no jigsaw keys
+    ident = InversionConfig.from_preset("fast").identity()
+    assert "jigsaw" not in ident and "jigsaw_grid" not in ident
+    assert InversionConfig.from_preset("fast", jigsaw=0.5).identity()["jigsaw_grid"] == 4
+
+
+def test_jigsaw_run_resumes_exactly(digits28, tmp_path):
+    x, y = digits28
+    full = make(epochs=3, jigsaw=0.5).fit(loader(x[:300], y[:300]))
+    ckpt = tmp_path / "jig.pt"
+    make(epochs=1, jigsaw=0.5).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
+    resumed = make(epochs=3, jigsaw=0.5).fit(loader(x[:300], y[:300]), checkpoint=ckpt, resume=ckpt)
+    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
+    assert drop(resumed) == drop(full)
+    assert drop(full) != drop(make(epochs=3).fit(loader(x[:300], y[:300])))
