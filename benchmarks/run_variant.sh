@@ -3,13 +3,14 @@
 # (run_mnist.sh / run_fashionmnist.sh: fast preset, 10 epochs, seed 0, full test sets),
 # inversion method only (the plain model and the peers are in the main benchmarks).
 #   bash benchmarks/run_variant.sh novelty   # --set novelty=1 (README "The novelty term")
-#   bash benchmarks/run_variant.sh jigsaw    # --set jigsaw=0.5 ... (README "Jigsaw negatives")
+#   bash benchmarks/run_variant.sh jigsaw    # jigsaw negatives in the last two epochs + novelty,
+#                                            # unweighted CE (README "Jigsaw negatives")
 # Writes benchmarks/results/<variant>-{fashionmnist,mnist}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   novelty) sets=(--set novelty=1) ;;
-  jigsaw) sets=(--set jigsaw=0.5) ;;
+  jigsaw) sets=(--set jigsaw=0.5 --set jigsaw_from=9 --set novelty=1 --set weighted_ce=false) ;;
   *) echo "usage: $0 novelty|jigsaw" >&2; exit 2 ;;
 esac
 export NIOOD_DATA="${NIOOD_DATA:-$HOME/.cache/niood/data}"

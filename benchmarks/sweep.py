@@ -96,8 +96,13 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
     "jigsaw": _seeds({"jigsaw0.5": {"jigsaw": 0.5}, "jigsaw0.25": {"jigsaw": 0.25},
                       "jigsaw0.5-novelty1": {"jigsaw": 0.5, "novelty": 1.0},
                       "jigsaw0.5-unweighted": {"jigsaw": 0.5, "weighted_ce": False},
-                      "jigsaw0.5-novelty1-unweighted": {"jigsaw": 0.5, "novelty": 1.0, "weighted_ce": False}},
-                     {"jigsaw0.5": (0, 1, 2), "jigsaw0.5-novelty1-unweighted": (0, 1, 2)}),
+                      "jigsaw0.5-novelty1-unweighted": {"jigsaw": 0.5, "novelty": 1.0, "weighted_ce": False},
+                      "jigsaw0.5-novelty1-unweighted-headonly": {"jigsaw": 0.5, "novelty": 1.0, "weighted_ce": False,
+                                                                 "jigsaw_head_only": True},
+                      "jigsaw0.5-novelty1-unweighted-from9": {"jigsaw": 0.5, "novelty": 1.0, "weighted_ce": False,
+                                                              "jigsaw_from": 9}},
+                     {"jigsaw0.5": (0, 1, 2), "jigsaw0.5-novelty1-unweighted": (0, 1, 2),
+                      "jigsaw0.5-novelty1-unweighted-from9": (0, 1, 2)}),
 }
 
 

@@ -6,6 +6,13 @@ textures, intensity) stay in-distribution, the global shape does not.  Labelled 
 such images teach the classifier that ID-looking parts are not enough, which generated and
 noise garbage do not.  Jigsaw is one of the "negative data augmentations" of Sinha et al.,
 *Negative Data Augmentation*, ICLR 2021.
+
+When they join matters (``InversionConfig.jigsaw_from``).  From the first epoch on, the
+classifier learns to tell jigsaw images from ID images by cues of their own (our guess: the
+seams between tiles), and the garbage class does not catch other datasets any better.  Added
+in the last epochs of training, when the ID features are learned, the negatives are told apart
+by those features, "no coherent ID object", which also holds for other datasets.  README
+"Jigsaw negatives" has the measurements.
 """
 from __future__ import annotations
 

@@ -99,6 +99,9 @@ class InversionConfig:
     jigsaw: float = 0.0                # jigsaw negatives per ID image in each retraining batch, labelled
                                        # garbage (not in the report; 0 = off; see negatives.py)
     jigsaw_grid: int = 4               # tiles per side of a jigsaw negative
+    jigsaw_from: int = 0               # first inversion epoch with negatives (0: from pre-training on;
+                                       # late is better, see negatives.py)
+    jigsaw_head_only: bool = False     # negatives train the head only (no gradient into the features)
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -123,7 +126,9 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("weighted_ce", "channels_last"):
+        if not isinstance(self.jigsaw_from, int) or isinstance(self.jigsaw_from, bool) or self.jigsaw_from < 0:
+            raise ValueError(f"jigsaw_from must be an int >= 0, got {self.jigsaw_from!r}")
+        for name in ("weighted_ce", "channels_last", "jigsaw_head_only"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.garbage_classes not in GARBAGE_CLASSES:
@@ -153,8 +158,8 @@ class InversionConfig:
         if not self.novelty:
             out.pop("novelty")
         if not self.jigsaw:
-            out.pop("jigsaw")
-            out.pop("jigsaw_grid")
+            for name in ("jigsaw", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only"):
+                out.pop(name)
         return out
 
     @classmethod
@@ -525,6 +530,9 @@ class InversionTrainer:
         for group in self._clf_opt.param_groups:
             group["lr"] = lr
         garbage, slots = self._garbage()
+        # negatives join from inversion epoch `jigsaw_from` on (classifier epoch `epoch` is 0-based
+        # over pre-training and inversion epochs)
+        neg_share = cfg.jigsaw if epoch - cfg.pretrain_epochs + 1 >= cfg.jigsaw_from else 0.0
         n_batches = len(loader) if hasattr(loader, "__len__") else None
         if n_batches is None:
             raise TypeError("train_loader must have a length (a DataLoader or a list of batches)")
@@ -537,7 +545,7 @@ class InversionTrainer:
             # keeps the loss share it has in the single-garbage model; balancing K garbage classes
             # like ID classes would give garbage half of the loss.  Jigsaw negatives count as
             # garbage (about ``jigsaw`` per ID image this epoch).
-            n_garbage = garbage.shape[0] + round(cfg.jigsaw * int(self._class_counts.sum()))
+            n_garbage = garbage.shape[0] + round(neg_share * int(self._class_counts.sum()))
             w = class_balanced_weights(torch.cat([self._class_counts, torch.tensor([n_garbage])]))
             weight = torch.cat([w[:self.num_classes], w[self.num_classes:].expand(self.num_garbage)]).to(self.device)
         self.classifier.train()
@@ -549,20 +557,23 @@ class InversionTrainer:
             pick = order[i * per_batch:(i + 1) * per_batch]
             g = dequantize(garbage[pick]).to(self.device)
             g_slots = slots[pick]
-            if cfg.jigsaw:
+            n_neg = round(neg_share * x.shape[0])
+            if n_neg:
                 # Negatives of this batch's first images; per-class garbage: slot of the source class.
-                n_neg = round(cfg.jigsaw * x.shape[0])
                 g = torch.cat([g, jigsaw(x[:n_neg].to(self.device), cfg.jigsaw_grid, self._rng)])
                 g_slots = torch.cat([g_slots, self._slots_of(y[:n_neg].cpu())])
             xb = torch.cat([x.to(self.device), g])
             if cfg.channels_last:
                 xb = as_channels_last(xb)
             yb = torch.cat([y.to(self.device), (self.garbage_index + g_slots).to(self.device)])
-            if not cfg.novelty:
+            if not cfg.novelty and not (n_neg and cfg.jigsaw_head_only):
                 logits = self.classifier(xb)
             else:
                 f = self.classifier.features(xb)
+                if n_neg and cfg.jigsaw_head_only:  # the negatives are the last n_neg rows
+                    f = torch.cat([f[:-n_neg], f[-n_neg:].detach()])
                 logits = self.classifier.head(f)
+            if cfg.novelty:
                 if means is None:
                     means = torch.zeros(self.num_classes, f.shape[1], device=self.device)
                 means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())

@@ -240,3 +240,27 @@ def test_jigsaw_run_resumes_exactly(digits28, tmp_path):
     drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
     assert drop(resumed) == drop(full)
     assert drop(full) != drop(make(epochs=3).fit(loader(x[:300], y[:300])))
+
+
+def test_jigsaw_from_and_head_only(digits28):
+    x, y = digits28
+    # jigsaw_from=2: pre-training and epoch 1 without negatives, epoch 2 with them
+    hist = make(epochs=2, jigsaw=0.5, jigsaw_from=2).fit(loader(x[:256], y[:256]))
+    for h in hist:
+        n_garbage = h["garbage_size"] + (128 if h["epoch"] >= 2 else 0)
+        assert h["class_weights"][10] == pytest.approx((256 + n_garbage) / (11 * n_garbage), rel=1e-5)
+    # head only: no gradient from the negatives (the last 32 rows of each batch) into the features
+    for head_only in (False, True):
+        t = make(epochs=1, jigsaw=0.5, jigsaw_head_only=head_only)
+        grads = []
+
+        def keep(module, inp, out):
+            if module.training:
+                out.register_hook(lambda g: grads.append(g.detach().clone()))
+
+        t.classifier.penultimate.register_forward_hook(keep)
+        t.fit(loader(x[:256], y[:256]))
+        assert len(grads) == 8
+        neg_grad = max(float(g[-32:].abs().max()) for g in grads)
+        assert (neg_grad == 0.0) == head_only
+        assert all(float(g[:64].abs().max()) > 0 for g in grads)
