@@ -128,6 +128,9 @@ class InversionConfig:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not isinstance(self.jigsaw_from, int) or isinstance(self.jigsaw_from, bool) or self.jigsaw_from < 0:
             raise ValueError(f"jigsaw_from must be an int >= 0, got {self.jigsaw_from!r}")
+        if self.jigsaw and self.jigsaw_from > self.epochs:
+            raise ValueError(f"jigsaw_from {self.jigsaw_from} is after the last epoch ({self.epochs}), so no "
+                             "negatives would be used: lower it or set jigsaw=0")
         for name in ("weighted_ce", "channels_last", "jigsaw_head_only"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -531,8 +534,8 @@ class InversionTrainer:
             group["lr"] = lr
         garbage, slots = self._garbage()
         # negatives join from inversion epoch `jigsaw_from` on (classifier epoch `epoch` is 0-based
-        # over pre-training and inversion epochs)
-        neg_share = cfg.jigsaw if epoch - cfg.pretrain_epochs + 1 >= cfg.jigsaw_from else 0.0
+        # over pre-training and inversion epochs; every pre-training epoch counts as epoch 0)
+        neg_share = cfg.jigsaw if max(epoch - cfg.pretrain_epochs + 1, 0) >= cfg.jigsaw_from else 0.0
         n_batches = len(loader) if hasattr(loader, "__len__") else None
         if n_batches is None:
             raise TypeError("train_loader must have a length (a DataLoader or a list of batches)")

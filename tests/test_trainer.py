@@ -87,6 +87,7 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
     (dict(jigsaw=1.5), "must be <= 1"),
     (dict(jigsaw=0.5, jigsaw_grid=1), "jigsaw_grid must be an int >= 2"),
     (dict(jigsaw=0.5, jigsaw_grid=5), "does not divide the image size"),
+    (dict(jigsaw=0.5, jigsaw_from=3), "after the last epoch"),
 ])
 def test_bad_hyperparameters(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -242,13 +243,21 @@ def test_jigsaw_run_resumes_exactly(digits28, tmp_path):
     assert drop(full) != drop(make(epochs=3).fit(loader(x[:300], y[:300])))
 
 
-def test_jigsaw_from_and_head_only(digits28):
+def test_jigsaw_from_and_head_only(digits28, monkeypatch):
     x, y = digits28
     # jigsaw_from=2: pre-training and epoch 1 without negatives, epoch 2 with them
     hist = make(epochs=2, jigsaw=0.5, jigsaw_from=2).fit(loader(x[:256], y[:256]))
     for h in hist:
         n_garbage = h["garbage_size"] + (128 if h["epoch"] >= 2 else 0)
         assert h["class_weights"][10] == pytest.approx((256 + n_garbage) / (11 * n_garbage), rel=1e-5)
+    # jigsaw_from=0: every pre-training epoch has them too (4 batches x (2 pre-training + 1) epochs)
+    import niood_plugin.trainer as trainer_module
+    calls = []
+    real_jigsaw = trainer_module.jigsaw
+    monkeypatch.setattr(trainer_module, "jigsaw", lambda *a, **k: calls.append(1) or real_jigsaw(*a, **k))
+    make(epochs=1, jigsaw=0.5, pretrain_epochs=2).fit(loader(x[:256], y[:256]))
+    assert len(calls) == 12
+    monkeypatch.undo()
     # head only: no gradient from the negatives (the last 32 rows of each batch) into the features
     for head_only in (False, True):
         t = make(epochs=1, jigsaw=0.5, jigsaw_head_only=head_only)
