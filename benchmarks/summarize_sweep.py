@@ -31,7 +31,7 @@ COMMANDS = {  # file stem -> the sweep.py arguments that wrote it (GPU files: pl
     "fmnist-novelty-cpu": "--id fashionmnist --grid novelty --only <see the table's settings>",
     # CPU: jigsaw negatives (its base rows are the novelty file's, same settings and seeds)
     "fmnist-jigsaw-cpu": "--id fashionmnist --grid jigsaw --only <see the table's settings> (jigsaw0.5-s0 alone "
-                         "with 2 threads; from9-s1 with --threads 1 beside a benchmark run; the others two at "
+                         "with 2 threads; from9-s1 with --threads 1 beside a benchmark run, from9-s2 alone; the others two at "
                          "a time: --jobs 2 --threads 1; train s is inflated by the sharing)",
 }
 
