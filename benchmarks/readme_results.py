@@ -38,7 +38,8 @@ EXTRA_RUNS = {
     "novelty": ("ours + novelty term (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh novelty",
                 "the main run's settings plus `novelty=1` (not in the report; README \"The novelty term\")"),
     "jigsaw": ("ours + jigsaw negatives (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh jigsaw",
-               "the main run's settings plus `jigsaw=0.5` (not in the report; README \"Jigsaw negatives\")"),
+               "the main run's settings plus `jigsaw=0.5 jigsaw_from=9 novelty=1 weighted_ce=false` (not in the "
+               "report; README \"Jigsaw negatives\")"),
 }
 
 

@@ -569,13 +569,14 @@ class InversionTrainer:
             if cfg.channels_last:
                 xb = as_channels_last(xb)
             yb = torch.cat([y.to(self.device), (self.garbage_index + g_slots).to(self.device)])
-            if not cfg.novelty and not (n_neg and cfg.jigsaw_head_only):
-                logits = self.classifier(xb)
-            else:
+            head_only = bool(n_neg) and cfg.jigsaw_head_only
+            if cfg.novelty or head_only:
                 f = self.classifier.features(xb)
-                if n_neg and cfg.jigsaw_head_only:  # the negatives are the last n_neg rows
+                if head_only:  # the negatives are the last n_neg rows
                     f = torch.cat([f[:-n_neg], f[-n_neg:].detach()])
                 logits = self.classifier.head(f)
+            else:
+                logits = self.classifier(xb)
             if cfg.novelty:
                 if means is None:
                     means = torch.zeros(self.num_classes, f.shape[1], device=self.device)
