@@ -17,6 +17,7 @@ root: for a machine that holds only the ID set.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -24,6 +25,7 @@ import time
 from dataclasses import asdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -103,6 +105,15 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                                                               "jigsaw_from": 9}},
                      {"jigsaw0.5": (0, 1, 2), "jigsaw0.5-novelty1-unweighted": (0, 1, 2),
                       "jigsaw0.5-novelty1-unweighted-from9": (0, 1, 2)}),
+    # sixth sweep (CPU): late negatives without the novelty term; all rows of a seed share the
+    # default run's first 8 epochs, so `--branch-at 8` trains that prefix once
+    "jigsaw-late": _seeds({"base": {}, "jigsaw0.5-from9": {"jigsaw": 0.5, "jigsaw_from": 9},
+                           "jigsaw1-from9": {"jigsaw": 1.0, "jigsaw_from": 9},
+                           "jigsaw0.5-from10": {"jigsaw": 0.5, "jigsaw_from": 10},
+                           "jigsaw0.5-grid7-from9": {"jigsaw": 0.5, "jigsaw_grid": 7, "jigsaw_from": 9},
+                           "jigsaw0.5-grid2-from9": {"jigsaw": 0.5, "jigsaw_grid": 2, "jigsaw_from": 9}},
+                          {n: (0, 1, 2) for n in ("base", "jigsaw0.5-from9", "jigsaw1-from9", "jigsaw0.5-from10",
+                                                  "jigsaw0.5-grid7-from9", "jigsaw0.5-grid2-from9")}),
 }
 
 
@@ -111,6 +122,27 @@ def make_ood_file(id_name: str, data_root: str | None, limit: int, path: str) ->
     sets = {name: load_dataset(name, "test", data_root, image_shape=shape, limit=limit).x.half()
             for name in OOD_SETS[id_name] if name not in ("gaussian", "uniform")}
     torch.save(sets, path)
+
+
+def _prefix_path(args: dict[str, Any], signature: str, width: int) -> Path:
+    key = hashlib.sha256(f"{signature} width={width} id={args['id']} limit={args['train_limit']}".encode())
+    return Path(args["ckpt_dir"]) / f"prefix-{key.hexdigest()[:16]}.pt"
+
+
+def _phases(names: list[str], grid: dict[str, dict[str, Any]], branch_at: int | None, epochs: int) -> list[list[str]]:
+    """With ``branch_at``: first one run per shared prefix (it writes the prefix checkpoint),
+    then the others (they resume from it).  Without: one phase."""
+    if branch_at is None:
+        return [names]
+    first: dict[str, str] = {}
+    for n in names:
+        over = dict(grid[n])
+        seed, width = over.pop("seed", None), over.pop("width", 32)
+        over.setdefault("epochs", epochs)
+        ident = InversionConfig.from_preset("fast", **over).identity(branch_at)
+        first.setdefault(json.dumps([ident, seed, width], sort_keys=True), n)
+    lead = list(first.values())
+    return [lead, [n for n in names if n not in lead]]
 
 
 def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
@@ -138,9 +170,20 @@ def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[
     if cfg.channels_last:
         clf = to_channels_last(clf)
     trainer = InversionTrainer(clf, k, shape, device=device, seed=seed, progress=False, **asdict(cfg))
+    fit_kw, prefix = {}, None
+    if args["branch_at"] is not None:  # share the first epochs with every run in the same state then
+        prefix = _prefix_path(args, trainer.run_signature(args["branch_at"]), width)
+        if prefix.is_file():
+            fit_kw["resume"] = prefix
+        else:
+            fit_kw["checkpoint"] = prefix.with_name(prefix.stem + "-e{epoch}.pt")
     t0 = time.perf_counter()
-    history = trainer.fit(train.loader(batch_size=cfg.batch_size, shuffle=True, seed=seed))
+    history = trainer.fit(train.loader(batch_size=cfg.batch_size, shuffle=True, seed=seed), **fit_kw)
     train_s = time.perf_counter() - t0
+    if "checkpoint" in fit_kw:
+        for e in range(epochs + 1):
+            path = prefix.with_name(f"{prefix.stem}-e{e}.pt")
+            path.replace(prefix) if e == args["branch_at"] else path.unlink(missing_ok=True)
     view = (MergeGarbage(clf, k) if cfg.garbage_classes == "per-class" else clf).eval()
 
     @torch.inference_mode()
@@ -151,6 +194,8 @@ def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[
     acc = float((lid[:, :k].argmax(1) == test.y).float().mean())
     row: dict[str, Any] = {"name": name, "overrides": overrides, "seed": seed, "epochs": epochs, "width": width,
                            "id_acc": acc, "train_s": round(train_s, 1)}
+    if "resume" in fit_kw:  # train_s then covers the epochs after the shared prefix only
+        row["resumed_after_epoch"] = args["branch_at"]
     for det, variant in (("ue", "combined"), ("garbage", "garbage")):
         s_id = UEDetector.score(lid, k, variant).numpy()
         per = {o: ood_metrics(s_id, UEDetector.score(logits(x), k, variant).numpy()) for o, x in ood.items()}
@@ -177,6 +222,11 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=False)
+    p.add_argument("--branch-at", type=int, default=None,
+                   help="runs in the same state after this epoch (0 = pre-training) share it: the first "
+                        "trains it and checkpoints it, the others resume from that checkpoint")
+    p.add_argument("--ckpt-dir", default="benchmarks/results/sweep/prefixes",
+                   help="where --branch-at keeps the shared checkpoints (git-ignored)")
     a = p.parse_args()
     if a.make_ood_file:
         make_ood_file(a.id, a.data_root, a.test_limit, a.make_ood_file)
@@ -184,22 +234,26 @@ def main() -> None:
     grid = GRIDS[a.grid]
     names = [n for n in a.only.split(",") if n] or list(grid)
     args = {"id": a.id, "data_root": a.data_root, "ood_file": a.ood_file, "device": a.device, "epochs": a.epochs,
-            "seed": a.seed, "train_limit": a.train_limit, "test_limit": a.test_limit, "threads": a.threads}
+            "seed": a.seed, "train_limit": a.train_limit, "test_limit": a.test_limit, "threads": a.threads,
+            "branch_at": a.branch_at, "ckpt_dir": a.ckpt_dir}
+    if a.branch_at is not None:
+        os.makedirs(a.ckpt_dir, exist_ok=True)
     env = {"host": platform.node(), "device": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else
            platform.processor() or platform.machine(), "torch": torch.__version__, "jobs": a.jobs}
     t0 = time.perf_counter()
     out = open(a.out, "a") if a.out else None
     with ProcessPoolExecutor(max_workers=a.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, n, grid[n], args): n for n in names}
-        for fut in as_completed(futures):
-            row = fut.result()
-            row["env"] = env
-            line = json.dumps(row)
-            print(f"{row['name']:>20}  acc {row['id_acc']:.4f}  ue avg {row['ue']['avg']:.4f}  "
-                  f"garbage avg {row['garbage']['avg']:.4f}  ue {row['ue']}  {row['train_s']} s", flush=True)
-            if out:
-                out.write(line + "\n")
-                out.flush()
+        for phase in _phases(names, grid, a.branch_at, a.epochs):
+            futures = {pool.submit(run_one, n, grid[n], args): n for n in phase}
+            for fut in as_completed(futures):
+                row = fut.result()
+                row["env"] = env
+                line = json.dumps(row)
+                print(f"{row['name']:>20}  acc {row['id_acc']:.4f}  ue avg {row['ue']['avg']:.4f}  "
+                      f"garbage avg {row['garbage']['avg']:.4f}  ue {row['ue']}  {row['train_s']} s", flush=True)
+                if out:
+                    out.write(line + "\n")
+                    out.flush()
     print(f"sweep wall {time.perf_counter() - t0:.1f} s", flush=True)
 
 

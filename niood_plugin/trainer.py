@@ -154,13 +154,17 @@ class InversionConfig:
                     "raise pool_capacity, set it to None (unbounded), or use 'fifo'/'reservoir'"
                 )
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self, epoch: Optional[int] = None) -> dict[str, Any]:
         """The fields as a dict, for checkpoint signatures and cache keys.  Options added after
-        0.1 are left out while off, so checkpoints and caches written before them stay valid."""
+        0.1 are left out while off, so checkpoints and caches written before them stay valid.
+
+        With ``epoch`` (0 = after pre-training), options that have not acted by the end of that
+        epoch are left out too (jigsaw negatives with a later ``jigsaw_from``): the state of a
+        run after ``epoch`` is then keyed like that of the same run without them, which it is."""
         out = asdict(self)
         if not self.novelty:
             out.pop("novelty")
-        if not self.jigsaw:
+        if not self.jigsaw or (epoch is not None and self.jigsaw_from > epoch):
             for name in ("jigsaw", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only"):
                 out.pop(name)
         return out
@@ -343,8 +347,11 @@ class InversionTrainer:
         :param train_loader: yields ``(x, y)``, x ``[B, *image_shape]`` in [-1, 1], y in [0, K)
         :param epochs: overrides the configured number of epochs
         :param val_loader: optional ID validation loader; its accuracy is logged per epoch
-        :param checkpoint: file to write (atomically) after every epoch
-        :param resume: checkpoint file to continue from (its config must match)
+        :param checkpoint: file to write (atomically) after every epoch; ``{epoch}`` in the name
+            keeps one file per epoch (``run-{epoch}.pt``)
+        :param resume: checkpoint file to continue from; it must come from a run with the same
+            settings, or one that differs only in options that had not yet acted (see
+            :meth:`run_signature`)
         :return: ``self.history``, one plain dict per epoch (epoch 0 is pre-training)
         """
         if epochs is not None:
@@ -615,8 +622,12 @@ class InversionTrainer:
         return {"val_acc": correct / max(seen, 1), "val_to_garbage": to_garbage / max(seen, 1)}
 
     # ------------------------------------------------------------------ checkpoints
-    def _config_signature(self) -> str:
-        cfg = self.config.identity()
+    def run_signature(self, epoch: int) -> str:
+        """What determines this run's state after ``epoch`` (0 = pre-training): the settings that
+        have acted by then, the number of classes, the image shape and the seed.  Checkpoints
+        carry it; ``fit(resume=...)`` accepts a checkpoint whose signature equals this one, so
+        runs that differ only in later-acting options (``jigsaw_from``) can share a prefix."""
+        cfg = self.config.identity(epoch)
         if self.config.lr_schedule == "constant":
             cfg.pop("epochs")  # resuming with more epochs is allowed (a cosine schedule depends on it)
         return json.dumps({"config": cfg, "num_classes": self.num_classes, "image_shape": list(self.image_shape),
@@ -625,11 +636,14 @@ class InversionTrainer:
     def _save(self, path: Optional[str | Path], loader: Iterable) -> None:
         if path is None:
             return
+        epoch = int(self.history[-1]["epoch"])
+        if "{epoch}" in str(path):
+            path = str(path).replace("{epoch}", str(epoch))
         loader_gen = _loader_generator(loader)
         state = {
             "format": CHECKPOINT_FORMAT,
-            "signature": self._config_signature(),
-            "epoch": self.history[-1]["epoch"],
+            "signature": self.run_signature(epoch),
+            "epoch": epoch,
             "classifier": self.classifier.state_dict(),
             "generator": self.generator.state_dict(),
             "classifier_opt": self._clf_opt.state_dict(),
@@ -649,7 +663,7 @@ class InversionTrainer:
 
     def _load(self, path: str | Path, loader: Iterable) -> None:
         state = load_checkpoint(path, CHECKPOINT_FORMAT)
-        if state["signature"] != self._config_signature():
+        if state["signature"] != self.run_signature(int(state["epoch"])):
             raise CheckpointError(f"checkpoint {path} was written by a run with another configuration, "
                                   "seed or data shape; resume with the same settings or start a new run")
         try:

@@ -243,6 +243,28 @@ def test_jigsaw_run_resumes_exactly(digits28, tmp_path):
     assert drop(full) != drop(make(epochs=3).fit(loader(x[:300], y[:300])))
 
 
+def test_run_branches_from_a_prefix_checkpoint_exactly(digits28, tmp_path):
+    """Up to epoch 2 a run with jigsaw_from=3 is the plain run, so it resumes from the plain run's
+    epoch-2 checkpoint and ends exactly where an uninterrupted run ends; later checkpoints and
+    runs whose negatives started earlier are refused."""
+    x, y = digits28
+    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
+    plain = make(epochs=3)
+    plain.fit(loader(x[:300], y[:300]), checkpoint=tmp_path / "plain-{epoch}.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"plain-{e}.pt" for e in range(4)]
+    late = make(epochs=3, jigsaw=0.5, jigsaw_from=3)
+    assert late.run_signature(2) == plain.run_signature(2) != late.run_signature(3)
+    full = make(epochs=3, jigsaw=0.5, jigsaw_from=3)
+    full.fit(loader(x[:300], y[:300]))
+    late.fit(loader(x[:300], y[:300]), resume=tmp_path / "plain-2.pt")
+    assert drop(late.history) == drop(full.history) != drop(plain.history)
+    for (name, a), b in zip(late.classifier.state_dict().items(), full.classifier.state_dict().values()):
+        assert torch.equal(a, b), name
+    for ckpt, cfg in (("plain-3.pt", dict(jigsaw_from=3)), ("plain-2.pt", dict(jigsaw_from=2))):
+        with pytest.raises(CheckpointError, match="another configuration"):
+            make(epochs=3, jigsaw=0.5, **cfg).fit(loader(x[:300], y[:300]), resume=tmp_path / ckpt)
+
+
 def test_jigsaw_from_and_head_only(digits28, monkeypatch):
     x, y = digits28
     # jigsaw_from=2: pre-training and epoch 1 without negatives, epoch 2 with them
