@@ -33,6 +33,14 @@ COMMANDS = {  # file stem -> the sweep.py arguments that wrote it (GPU files: pl
     "fmnist-jigsaw-cpu": "--id fashionmnist --grid jigsaw --only <see the table's settings> (jigsaw0.5-s0 alone "
                          "with 2 threads; from9-s1 with --threads 1 beside a benchmark run, from9-s2 alone; the others two at "
                          "a time: --jobs 2 --threads 1; train s is inflated by the sharing)",
+    # CPU: late jigsaw negatives without the novelty term; every setting of a seed resumes from
+    # the base run's epoch-8 checkpoint (exact: the negatives have not acted by then)
+    "fmnist-jigsaw-late-cpu": "--id fashionmnist --grid jigsaw-late --ckpt-dir benchmarks/results/sweep/prefixes "
+                              "--branch-at 5 --only <one seed's settings> (one call per seed, alone, 2 threads; "
+                              "seed 0 with --branch-at 8, its base run slowed by a second copy for 13 min; "
+                              "jigsaw0.5-from9-s0 also whole, without a checkpoint)",
+    "mnist-jigsaw-late-cpu": "--id mnist --grid jigsaw-late --ckpt-dir benchmarks/results/sweep/prefixes "
+                             "--branch-at 5 --only base-s0,jigsaw0.5-from9-s0,jigsaw0.5-from8-s0",
 }
 
 
@@ -47,10 +55,24 @@ def _id_of(row: dict) -> str:
     return "mnist" if "fashionmnist" in row["ue"] else "fashionmnist"
 
 
+def _train_s(rows: list[dict]) -> str:
+    full = [r["train_s"] for r in rows if "resumed_after_epoch" not in r]
+    tails = [r for r in rows if "resumed_after_epoch" in r]
+    out = _stat(full, ".0f") if full else ""
+    if tails:
+        out += (" + " if out else "") + (f"{_stat([r['train_s'] for r in tails], '.0f')} after "
+                                         f"epoch {tails[0]['resumed_after_epoch']}")
+    return out
+
+
 def table(rows: list[dict]) -> str:
     """Rows of one ID set and width, grouped by setting over seeds."""
     groups: dict[str, list[dict]] = defaultdict(list)
+    seen = set()
     for r in rows:
+        if (r["name"], r["seed"]) in seen:
+            continue  # the same run again (see branch_check()): counted once
+        seen.add((r["name"], r["seed"]))
         groups[re.sub(r"-s(eed)?\d+$", "", r["name"])].append(r)
     near = NEAR[_id_of(rows[0])]
     out = []
@@ -60,7 +82,7 @@ def table(rows: list[dict]) -> str:
                     _stat([r["id_acc"] for r in rs]), _stat([r["ue"]["avg"] for r in rs]),
                     _stat([r["ue"][near] for r in rs]), _stat([r["ue"]["fpr95_avg"] for r in rs]),
                     _stat([r["garbage"]["avg"] for r in rs]), _stat([r["garbage"][near] for r in rs]),
-                    _stat([r["train_s"] for r in rs], ".0f")])
+                    _train_s(rs)])
     return md_table(["setting", "seeds", "ID acc", "UE avg AUROC", f"UE AUROC {near}", "UE avg FPR95",
                      "garbage avg AUROC", f"garbage AUROC {near}", "train s"], out) + "\n"
 
@@ -105,7 +127,7 @@ def main() -> None:
             what = "the ablations on the current defaults" if lr == "3e-3" else "choosing the defaults"
         text += (f"## {id_name} in-distribution, classifier ncf {width}, fast preset with classifier_lr {lr} "
                  f"({what})\n\n" + table(rs) + "\n")
-    text += repeats(root)
+    text += repeats(root) + branch_check(rows)
     atomic_write_text(root / "sweep.md", text)
 
 
@@ -135,6 +157,27 @@ def repeats(root: Path) -> str:
             "deterministic, so on the GPU a seed does not fix the result; read differences smaller than "
             "these as noise.\n\n" + md_table(["ID set", "seed", "ID acc (lr grid / ablate grid)", "UE avg AUROC",
                                                 "garbage avg AUROC"], out) + "\n")
+
+
+def branch_check(rows: list[dict]) -> str:
+    """CPU runs made more than once: whole, in another file, or from a shared prefix checkpoint."""
+    same: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["hw"] == "CPU":
+            same[(_id_of(r), r["name"], r["seed"], r["epochs"], r["width"])].append(r)
+    out = []
+    for (id_name, name, _, _, _), rs in same.items():
+        if len(rs) > 1:
+            how = " / ".join(f"after epoch {r['resumed_after_epoch']}" if "resumed_after_epoch" in r else "whole"
+                             for r in rs)
+            out.append([id_name, name, how] + [" / ".join(f"{v:.4f}" for v in vals) for vals in (
+                [r["id_acc"] for r in rs], [r["ue"]["avg"] for r in rs], [r["garbage"]["avg"] for r in rs])])
+    if not out:
+        return ""
+    return ("\n## The same CPU run more than once\n\nA run started from a shared checkpoint (`--ckpt-dir`, "
+            "`--branch-at`: it trains only the epochs after the one named) or repeated in another file. On "
+            "the CPU, with the same number of threads, the numbers must be the same:\n\n"
+            + md_table(["ID set", "setting", "runs", "ID acc", "UE avg AUROC", "garbage avg AUROC"], out) + "\n")
 
 
 if __name__ == "__main__":

@@ -108,11 +108,14 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
     # sixth sweep (CPU): late negatives without the novelty term; all rows of a seed share the
     # default run's first 8 epochs, so `--branch-at 8` trains that prefix once
     "jigsaw-late": _seeds({"base": {}, "jigsaw0.5-from9": {"jigsaw": 0.5, "jigsaw_from": 9},
+                           "jigsaw0.5-from8": {"jigsaw": 0.5, "jigsaw_from": 8},
+                           "jigsaw0.5-from6": {"jigsaw": 0.5, "jigsaw_from": 6},
                            "jigsaw1-from9": {"jigsaw": 1.0, "jigsaw_from": 9},
                            "jigsaw0.5-from10": {"jigsaw": 0.5, "jigsaw_from": 10},
                            "jigsaw0.5-grid7-from9": {"jigsaw": 0.5, "jigsaw_grid": 7, "jigsaw_from": 9},
                            "jigsaw0.5-grid2-from9": {"jigsaw": 0.5, "jigsaw_grid": 2, "jigsaw_from": 9}},
-                          {n: (0, 1, 2) for n in ("base", "jigsaw0.5-from9", "jigsaw1-from9", "jigsaw0.5-from10",
+                          {n: (0, 1, 2) for n in ("base", "jigsaw0.5-from9", "jigsaw0.5-from8", "jigsaw0.5-from6",
+                                                  "jigsaw1-from9", "jigsaw0.5-from10",
                                                   "jigsaw0.5-grid7-from9", "jigsaw0.5-grid2-from9")}),
 }
 
@@ -124,9 +127,10 @@ def make_ood_file(id_name: str, data_root: str | None, limit: int, path: str) ->
     torch.save(sets, path)
 
 
-def _prefix_path(args: dict[str, Any], signature: str, width: int) -> Path:
-    key = hashlib.sha256(f"{signature} width={width} id={args['id']} limit={args['train_limit']}".encode())
-    return Path(args["ckpt_dir"]) / f"prefix-{key.hexdigest()[:16]}.pt"
+def _prefix_path(args: dict[str, Any], trainer: InversionTrainer, epoch: int, width: int) -> Path:
+    """Where the state after ``epoch`` of every run that agrees with this one so far is kept."""
+    what = f"{trainer.run_signature(epoch)} width={width} id={args['id']} limit={args['train_limit']}"
+    return Path(args["ckpt_dir"]) / f"{epoch}-{hashlib.sha256(what.encode()).hexdigest()[:16]}.pt"
 
 
 def _phases(names: list[str], grid: dict[str, dict[str, Any]], branch_at: int | None, epochs: int) -> list[list[str]]:
@@ -170,20 +174,21 @@ def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[
     if cfg.channels_last:
         clf = to_channels_last(clf)
     trainer = InversionTrainer(clf, k, shape, device=device, seed=seed, progress=False, **asdict(cfg))
-    fit_kw, prefix = {}, None
-    if args["branch_at"] is not None:  # share the first epochs with every run in the same state then
-        prefix = _prefix_path(args, trainer.run_signature(args["branch_at"]), width)
-        if prefix.is_file():
-            fit_kw["resume"] = prefix
-        else:
-            fit_kw["checkpoint"] = prefix.with_name(prefix.stem + "-e{epoch}.pt")
+    fit_kw: dict[str, Any] = {}
+    if args["ckpt_dir"]:  # resume from the latest epoch this run shares with one already trained
+        cached = [e for e in range(epochs, -1, -1) if _prefix_path(args, trainer, e, width).is_file()]
+        if cached:
+            fit_kw["resume"] = _prefix_path(args, trainer, cached[0], width)
+        tmp = Path(args["ckpt_dir"]) / f"tmp-{os.getpid()}-{{epoch}}.pt"
+        fit_kw["checkpoint"] = tmp
     t0 = time.perf_counter()
     history = trainer.fit(train.loader(batch_size=cfg.batch_size, shuffle=True, seed=seed), **fit_kw)
     train_s = time.perf_counter() - t0
-    if "checkpoint" in fit_kw:
+    if args["ckpt_dir"]:  # keep every epoch under the key of what determined it
         for e in range(epochs + 1):
-            path = prefix.with_name(f"{prefix.stem}-e{e}.pt")
-            path.replace(prefix) if e == args["branch_at"] else path.unlink(missing_ok=True)
+            done = Path(str(tmp).replace("{epoch}", str(e)))
+            if done.is_file():
+                done.replace(_prefix_path(args, trainer, e, width))
     view = (MergeGarbage(clf, k) if cfg.garbage_classes == "per-class" else clf).eval()
 
     @torch.inference_mode()
@@ -195,7 +200,7 @@ def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[
     row: dict[str, Any] = {"name": name, "overrides": overrides, "seed": seed, "epochs": epochs, "width": width,
                            "id_acc": acc, "train_s": round(train_s, 1)}
     if "resume" in fit_kw:  # train_s then covers the epochs after the shared prefix only
-        row["resumed_after_epoch"] = args["branch_at"]
+        row["resumed_after_epoch"] = cached[0]
     for det, variant in (("ue", "combined"), ("garbage", "garbage")):
         s_id = UEDetector.score(lid, k, variant).numpy()
         per = {o: ood_metrics(s_id, UEDetector.score(logits(x), k, variant).numpy()) for o, x in ood.items()}
@@ -222,11 +227,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=False)
+    p.add_argument("--ckpt-dir", default=None,
+                   help="keep every epoch's checkpoint here, keyed by what determined it, and start each "
+                        "run from the latest epoch it shares with a run already trained (exact: see "
+                        "InversionTrainer.run_signature); benchmarks/results/sweep/prefixes is git-ignored")
     p.add_argument("--branch-at", type=int, default=None,
-                   help="runs in the same state after this epoch (0 = pre-training) share it: the first "
-                        "trains it and checkpoints it, the others resume from that checkpoint")
-    p.add_argument("--ckpt-dir", default="benchmarks/results/sweep/prefixes",
-                   help="where --branch-at keeps the shared checkpoints (git-ignored)")
+                   help="with --ckpt-dir: of the runs that agree up to this epoch (0 = pre-training), "
+                        "train one first, so the others start from its checkpoint")
     a = p.parse_args()
     if a.make_ood_file:
         make_ood_file(a.id, a.data_root, a.test_limit, a.make_ood_file)
@@ -236,7 +243,9 @@ def main() -> None:
     args = {"id": a.id, "data_root": a.data_root, "ood_file": a.ood_file, "device": a.device, "epochs": a.epochs,
             "seed": a.seed, "train_limit": a.train_limit, "test_limit": a.test_limit, "threads": a.threads,
             "branch_at": a.branch_at, "ckpt_dir": a.ckpt_dir}
-    if a.branch_at is not None:
+    if a.branch_at is not None and not a.ckpt_dir:
+        p.error("--branch-at needs --ckpt-dir")
+    if a.ckpt_dir:
         os.makedirs(a.ckpt_dir, exist_ok=True)
     env = {"host": platform.node(), "device": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else
            platform.processor() or platform.machine(), "torch": torch.__version__, "jobs": a.jobs}
