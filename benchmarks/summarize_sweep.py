@@ -33,14 +33,13 @@ COMMANDS = {  # file stem -> the sweep.py arguments that wrote it (GPU files: pl
     "fmnist-jigsaw-cpu": "--id fashionmnist --grid jigsaw --only <see the table's settings> (jigsaw0.5-s0 alone "
                          "with 2 threads; from9-s1 with --threads 1 beside a benchmark run, from9-s2 alone; the others two at "
                          "a time: --jobs 2 --threads 1; train s is inflated by the sharing)",
-    # CPU: late jigsaw negatives without the novelty term; every setting of a seed resumes from
-    # the base run's epoch-8 checkpoint (exact: the negatives have not acted by then)
+    # CPU: late jigsaw negatives, with and without the recipe's novelty term and unweighted CE;
+    # runs resume from the latest epoch they share with one already trained (exact on the CPU)
     "fmnist-jigsaw-late-cpu": "--id fashionmnist --grid jigsaw-late --ckpt-dir benchmarks/results/sweep/prefixes "
-                              "--branch-at 5 --only <one seed's settings> (one call per seed, alone, 2 threads; "
-                              "seed 0 with --branch-at 8, its base run slowed by a second copy for 13 min; "
-                              "jigsaw0.5-from9-s0 also whole, without a checkpoint)",
-    "mnist-jigsaw-late-cpu": "--id mnist --grid jigsaw-late --ckpt-dir benchmarks/results/sweep/prefixes "
-                             "--branch-at 5 --only base-s0,jigsaw0.5-from9-s0,jigsaw0.5-from8-s0",
+                              "--branch-at 5 --only <settings of one seed> (alone, 2 threads; seed 0 with "
+                              "--branch-at 8, its base run slowed by a stray second copy for 13 min; "
+                              "jigsaw0.5-from9-s0 also whole, without --ckpt-dir; a resumed row's train s "
+                              "counts only the epochs after the one it resumed from)",
 }
 
 
@@ -60,8 +59,8 @@ def _train_s(rows: list[dict]) -> str:
     tails = [r for r in rows if "resumed_after_epoch" in r]
     out = _stat(full, ".0f") if full else ""
     if tails:
-        out += (" + " if out else "") + (f"{_stat([r['train_s'] for r in tails], '.0f')} after "
-                                         f"epoch {tails[0]['resumed_after_epoch']}")
+        after = "/".join(str(e) for e in sorted({r["resumed_after_epoch"] for r in tails}))
+        out += (" + " if out else "") + f"{_stat([r['train_s'] for r in tails], '.0f')} after epoch {after}"
     return out
 
 

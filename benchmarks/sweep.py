@@ -105,18 +105,29 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                                                               "jigsaw_from": 9}},
                      {"jigsaw0.5": (0, 1, 2), "jigsaw0.5-novelty1-unweighted": (0, 1, 2),
                       "jigsaw0.5-novelty1-unweighted-from9": (0, 1, 2)}),
-    # sixth sweep (CPU): late negatives without the novelty term; all rows of a seed share the
-    # default run's first 8 epochs, so `--branch-at 8` trains that prefix once
+    # sixth sweep (CPU): which parts of the late-negatives recipe do the work.  Settings that
+    # differ only in jigsaw_from >= 6 share their first epochs, so with `--ckpt-dir` and
+    # `--branch-at 5` each seed trains those once per family (default; unweighted; recipe)
     "jigsaw-late": _seeds({"base": {}, "jigsaw0.5-from9": {"jigsaw": 0.5, "jigsaw_from": 9},
                            "jigsaw0.5-from8": {"jigsaw": 0.5, "jigsaw_from": 8},
                            "jigsaw0.5-from6": {"jigsaw": 0.5, "jigsaw_from": 6},
                            "jigsaw1-from9": {"jigsaw": 1.0, "jigsaw_from": 9},
                            "jigsaw0.5-from10": {"jigsaw": 0.5, "jigsaw_from": 10},
                            "jigsaw0.5-grid7-from9": {"jigsaw": 0.5, "jigsaw_grid": 7, "jigsaw_from": 9},
-                           "jigsaw0.5-grid2-from9": {"jigsaw": 0.5, "jigsaw_grid": 2, "jigsaw_from": 9}},
+                           "jigsaw0.5-grid2-from9": {"jigsaw": 0.5, "jigsaw_grid": 2, "jigsaw_from": 9},
+                           # the committed recipe (novelty 1, unweighted CE) and its neighbours
+                           "novelty1-unweighted": {"novelty": 1.0, "weighted_ce": False},
+                           "recipe": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
+                           "recipe-jigsaw1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9},
+                           "recipe-from8": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 8},
+                           "unweighted": {"weighted_ce": False},
+                           "unweighted-jigsaw0.5-from9": {"weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
+                           "unweighted-jigsaw1-from9": {"weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9}},
                           {n: (0, 1, 2) for n in ("base", "jigsaw0.5-from9", "jigsaw0.5-from8", "jigsaw0.5-from6",
                                                   "jigsaw1-from9", "jigsaw0.5-from10",
-                                                  "jigsaw0.5-grid7-from9", "jigsaw0.5-grid2-from9")}),
+                                                  "jigsaw0.5-grid7-from9", "jigsaw0.5-grid2-from9", "novelty1-unweighted",
+                                                  "recipe", "recipe-jigsaw1", "recipe-from8", "unweighted",
+                                                  "unweighted-jigsaw0.5-from9", "unweighted-jigsaw1-from9")}),
 }
 
 
