@@ -144,28 +144,30 @@ def _prefix_path(args: dict[str, Any], trainer: InversionTrainer, epoch: int, wi
     return Path(args["ckpt_dir"]) / f"{epoch}-{hashlib.sha256(what.encode()).hexdigest()[:16]}.pt"
 
 
-def _phases(names: list[str], grid: dict[str, dict[str, Any]], branch_at: int | None, epochs: int) -> list[list[str]]:
+def _split(overrides: dict[str, Any], seed: int, epochs: int) -> tuple[dict[str, Any], int, int, int]:
+    """A grid entry as (trainer overrides, seed, classifier width, epochs), defaults filled in."""
+    over = dict(overrides)
+    return over, over.pop("seed", seed), over.pop("width", 32), over.pop("epochs", epochs)
+
+
+def _phases(names: list[str], grid: dict[str, dict[str, Any]], branch_at: int | None, seed: int,
+            epochs: int) -> list[list[str]]:
     """With ``branch_at``: first one run per shared prefix (it writes the prefix checkpoint),
     then the others (they resume from it).  Without: one phase."""
     if branch_at is None:
         return [names]
     first: dict[str, str] = {}
     for n in names:
-        over = dict(grid[n])
-        seed, width = over.pop("seed", None), over.pop("width", 32)
-        over.setdefault("epochs", epochs)
-        ident = InversionConfig.from_preset("fast", **over).identity(branch_at)
-        first.setdefault(json.dumps([ident, seed, width], sort_keys=True), n)
+        over, run_seed, width, run_epochs = _split(grid[n], seed, epochs)
+        ident = InversionConfig.from_preset("fast", epochs=run_epochs, **over).identity(branch_at)
+        first.setdefault(json.dumps([ident, run_seed, width], sort_keys=True), n)
     lead = list(first.values())
     return [lead, [n for n in names if n not in lead]]
 
 
 def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(args["threads"])
-    overrides = dict(overrides)
-    seed = overrides.pop("seed", args["seed"])
-    width = overrides.pop("width", 32)
-    epochs = overrides.pop("epochs", args["epochs"])
+    overrides, seed, width, epochs = _split(overrides, args["seed"], args["epochs"])
     device = torch.device(args["device"])
     train = load_dataset(args["id"], "train", args["data_root"], limit=args["train_limit"], seed=seed)
     test = load_dataset(args["id"], "test", args["data_root"], seed=seed)
@@ -190,14 +192,13 @@ def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[
         cached = [e for e in range(epochs, -1, -1) if _prefix_path(args, trainer, e, width).is_file()]
         if cached:
             fit_kw["resume"] = _prefix_path(args, trainer, cached[0], width)
-        tmp = Path(args["ckpt_dir"]) / f"tmp-{os.getpid()}-{{epoch}}.pt"
-        fit_kw["checkpoint"] = tmp
+        fit_kw["checkpoint"] = Path(args["ckpt_dir"]) / f"tmp-{os.getpid()}-{{epoch}}.pt"
     t0 = time.perf_counter()
     history = trainer.fit(train.loader(batch_size=cfg.batch_size, shuffle=True, seed=seed), **fit_kw)
     train_s = time.perf_counter() - t0
     if args["ckpt_dir"]:  # keep every epoch under the key of what determined it
         for e in range(epochs + 1):
-            done = Path(str(tmp).replace("{epoch}", str(e)))
+            done = Path(str(fit_kw["checkpoint"]).replace("{epoch}", str(e)))
             if done.is_file():
                 done.replace(_prefix_path(args, trainer, e, width))
     view = (MergeGarbage(clf, k) if cfg.garbage_classes == "per-class" else clf).eval()
@@ -253,7 +254,7 @@ def main() -> None:
     names = [n for n in a.only.split(",") if n] or list(grid)
     args = {"id": a.id, "data_root": a.data_root, "ood_file": a.ood_file, "device": a.device, "epochs": a.epochs,
             "seed": a.seed, "train_limit": a.train_limit, "test_limit": a.test_limit, "threads": a.threads,
-            "branch_at": a.branch_at, "ckpt_dir": a.ckpt_dir}
+            "ckpt_dir": a.ckpt_dir}
     if a.branch_at is not None and not a.ckpt_dir:
         p.error("--branch-at needs --ckpt-dir")
     if a.ckpt_dir:
@@ -263,7 +264,7 @@ def main() -> None:
     t0 = time.perf_counter()
     out = open(a.out, "a") if a.out else None
     with ProcessPoolExecutor(max_workers=a.jobs, mp_context=get_context("spawn")) as pool:
-        for phase in _phases(names, grid, a.branch_at, a.epochs):
+        for phase in _phases(names, grid, a.branch_at, a.seed, a.epochs):
             futures = {pool.submit(run_one, n, grid[n], args): n for n in phase}
             for fut in as_completed(futures):
                 row = fut.result()
