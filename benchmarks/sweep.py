@@ -120,13 +120,23 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                            "recipe": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
                            "recipe-jigsaw1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9},
                            "recipe-from8": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 8},
+                           # seventh sweep: more negatives than ID images (jigsaw > 1)
+                           "recipe-jigsaw2": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 2.0, "jigsaw_from": 9},
+                           "recipe-jigsaw4": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 4.0, "jigsaw_from": 9},
+                           # ... and quarter-turned ID images instead of, or beside, the jigsaw ones
+                           "recipe-rotate1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9,
+                                              "negatives": "rotate"},
+                           "recipe-jigsaw1-rotate1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 2.0,
+                                                      "jigsaw_from": 9, "negatives": "jigsaw+rotate"},
                            "unweighted": {"weighted_ce": False},
                            "unweighted-jigsaw0.5-from9": {"weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
                            "unweighted-jigsaw1-from9": {"weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9}},
                           {n: (0, 1, 2) for n in ("base", "jigsaw0.5-from9", "jigsaw0.5-from8", "jigsaw0.5-from6",
                                                   "jigsaw1-from9", "jigsaw0.5-from10",
                                                   "jigsaw0.5-grid7-from9", "jigsaw0.5-grid2-from9", "novelty1-unweighted",
-                                                  "recipe", "recipe-jigsaw1", "recipe-from8", "unweighted",
+                                                  "recipe", "recipe-jigsaw1", "recipe-from8", "recipe-jigsaw2",
+                                                  "recipe-jigsaw4", "recipe-rotate1", "recipe-jigsaw1-rotate1",
+                                                  "unweighted",
                                                   "unweighted-jigsaw0.5-from9", "unweighted-jigsaw1-from9")}),
 }
 

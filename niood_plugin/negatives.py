@@ -1,6 +1,7 @@
 """Negative augmentations: ID images made out-of-distribution, for the garbage class.
 
-Not in the report; opt-in through ``InversionConfig.jigsaw``.  A jigsaw image cuts an ID image
+Not in the report; opt-in through ``InversionConfig.jigsaw`` (how many per ID image) and
+``InversionConfig.negatives`` (which kinds: ``"jigsaw"``, ``"rotate"`` or both).  A jigsaw image cuts an ID image
 into a ``grid x grid`` mesh of tiles and shuffles them: the local statistics (strokes, edges,
 textures, intensity) stay in-distribution, the global shape does not.  Labelled as garbage,
 such images teach the classifier that ID-looking parts are not enough, which generated and
@@ -13,13 +14,38 @@ seams between tiles), and the garbage class does not catch other datasets any be
 in the last epochs of training, when the ID features are learned, the negatives are told apart
 by those features, "no coherent ID object", which also holds for other datasets.  README
 "Jigsaw negatives" has the measurements.
+
+A rotated image (a quarter turn either way, :func:`rotate`) keeps every stroke and the whole
+object but turns it on its side: for datasets whose objects stand upright (garments, digits)
+that is out-of-distribution too, and unlike a jigsaw image it has no seams.  Also one of
+Sinha et al.'s negative augmentations.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
+
+KINDS = ("jigsaw", "rotate")
+
+
+def parse_kinds(spec: str) -> tuple[str, ...]:
+    """``"jigsaw"``, ``"rotate"`` or ``"jigsaw+rotate"`` as a tuple of kinds; ``ValueError`` otherwise."""
+    kinds = tuple(spec.split("+")) if isinstance(spec, str) else ()
+    if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise ValueError(f"negatives must be one of {KINDS} or several joined by '+', each once "
+                         f"(e.g. 'jigsaw+rotate'), got {spec!r}")
+    return kinds
+
+
+def check_negatives(kinds: Sequence[str], grid: int, image_shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless every kind can be made for images of ``image_shape`` (C, H, W)."""
+    if "jigsaw" in kinds:
+        check_jigsaw_grid(grid, image_shape)
+    if "rotate" in kinds and image_shape[-1] != image_shape[-2]:
+        raise ValueError(f"rotate negatives need square images, got {image_shape[-2]}x{image_shape[-1]}: "
+                         "use negatives='jigsaw'")
 
 
 def check_jigsaw_grid(grid: int, image_shape: tuple[int, ...]) -> None:
@@ -51,3 +77,24 @@ def jigsaw(x: Tensor, grid: int, generator: Optional[torch.Generator] = None) ->
     order = torch.argsort(torch.rand(b, n, generator=generator), dim=1).to(x.device)
     tiles = tiles[torch.arange(b, device=x.device)[:, None], order]
     return tiles.reshape(b, grid, grid, c, th, tw).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def rotate(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Each (square) image of ``x`` [B, C, H, W] turned a quarter either way, the direction drawn
+    per image on the CPU from ``generator``."""
+    turn = torch.rand(x.shape[0], generator=generator) < 0.5
+    left = turn.to(x.device)[:, None, None, None]
+    return torch.where(left, x.rot90(1, dims=(2, 3)), x.rot90(-1, dims=(2, 3)))
+
+
+def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Negatives of the images ``x``, one each, in order: with several ``kinds`` the first
+    ``len(x) // len(kinds)`` (rounded up) get the first kind, the next ones the second."""
+    parts = torch.arange(x.shape[0]).tensor_split(len(kinds))
+    out = []
+    for kind, idx in zip(kinds, parts):
+        if not len(idx):
+            continue
+        src = x[idx.to(x.device)] if len(kinds) > 1 else x
+        out.append(jigsaw(src, grid, generator) if kind == "jigsaw" else rotate(src, generator))
+    return torch.cat(out) if len(out) > 1 else out[0]

@@ -16,8 +16,8 @@ One call of :meth:`InversionTrainer.fit` runs
    c. **garbage** – the last step's samples go into the garbage pool;
    d. **retraining** – one epoch on ID + garbage with class-balanced weighted CE, the
       weights recomputed from the current class counts (with ``jigsaw > 0``, not in the
-      report, each batch's garbage also gets tile-shuffled copies of ``jigsaw`` of its ID
-      images: see :mod:`~.negatives`).
+      report, each batch's garbage also gets ``jigsaw`` tile-shuffled copies per ID image,
+      a fraction of them or, above 1, several each: see :mod:`~.negatives`).
 
 Every epoch ends with an optional atomic checkpoint; ``fit(..., resume=path)`` continues
 after the last complete epoch and reproduces an uninterrupted run with the same seed.
@@ -42,7 +42,7 @@ from .files import atomic_torch_save, load_checkpoint
 from .losses import InversionLossWeights, class_balanced_weights, inversion_loss, novelty_loss
 from .models import (CONDITIONINGS, as_channels_last, build_generator, check_feature_classifier,
                      generator_for_shape, to_channels_last)
-from .negatives import check_jigsaw_grid, jigsaw
+from .negatives import check_negatives, make_negatives, parse_kinds
 from .pool import POLICIES, GarbagePool, dequantize, quantize
 from .presets import get_preset
 from .scores import per_class_metrics
@@ -96,8 +96,9 @@ class InversionConfig:
     channels_last: bool = True         # convolutions in channels-last layout (faster; see models.layout)
     novelty: float = 0.0               # weight of a term pushing generated features away from their
                                        # class's mean ID feature (not in the report; 0 = off)
-    jigsaw: float = 0.0                # jigsaw negatives per ID image in each retraining batch, labelled
-                                       # garbage (not in the report; 0 = off; see negatives.py)
+    jigsaw: float = 0.0                # negatives per ID image in each retraining batch, labelled garbage
+                                       # (not in the report; 0 = off; see negatives.py)
+    negatives: str = "jigsaw"          # which negatives: jigsaw | rotate | jigsaw+rotate (split evenly)
     jigsaw_grid: int = 4               # tiles per side of a jigsaw negative
     jigsaw_from: int = 0               # first inversion epoch with negatives (0: from pre-training on;
                                        # late is better, see negatives.py)
@@ -118,8 +119,7 @@ class InversionConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.jigsaw > 1:
-            raise ValueError(f"jigsaw is a fraction of each ID batch and must be <= 1, got {self.jigsaw!r}")
+        parse_kinds(self.negatives)
         if not isinstance(self.jigsaw_grid, int) or isinstance(self.jigsaw_grid, bool) or self.jigsaw_grid < 2:
             raise ValueError(f"jigsaw_grid must be an int >= 2, got {self.jigsaw_grid!r}")
         for name in ("classifier_lr", "generator_lr", "vector_temperature"):
@@ -164,9 +164,11 @@ class InversionConfig:
         out = asdict(self)
         if not self.novelty:
             out.pop("novelty")
+        if self.negatives == "jigsaw":
+            out.pop("negatives")
         if not self.jigsaw or (epoch is not None and self.jigsaw_from > epoch):
-            for name in ("jigsaw", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only"):
-                out.pop(name)
+            for name in ("jigsaw", "negatives", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only"):
+                out.pop(name, None)
         return out
 
     @classmethod
@@ -247,7 +249,7 @@ class InversionTrainer:
         if self.generator is None:
             generator_for_shape(self.image_shape)  # raises early for unsupported sizes
         if self.config.jigsaw:
-            check_jigsaw_grid(self.config.jigsaw_grid, self.image_shape)
+            check_negatives(parse_kinds(self.config.negatives), self.config.jigsaw_grid, self.image_shape)
 
     @property
     def garbage_index(self) -> int:
@@ -569,9 +571,12 @@ class InversionTrainer:
             g_slots = slots[pick]
             n_neg = round(neg_share * x.shape[0])
             if n_neg:
-                # Negatives of this batch's first images; per-class garbage: slot of the source class.
-                g = torch.cat([g, jigsaw(x[:n_neg].to(self.device), cfg.jigsaw_grid, self._rng)])
-                g_slots = torch.cat([g_slots, self._slots_of(y[:n_neg].cpu())])
+                # Negatives of this batch's first images (jigsaw > 1: of all of them, cycled, each copy
+                # with its own tile order); per-class garbage: slot of the source class.
+                src = torch.arange(n_neg) % x.shape[0]
+                neg = make_negatives(x[src].to(self.device), parse_kinds(cfg.negatives), cfg.jigsaw_grid, self._rng)
+                g = torch.cat([g, neg])
+                g_slots = torch.cat([g_slots, self._slots_of(y[src].cpu())])
             xb = torch.cat([x.to(self.device), g])
             if cfg.channels_last:
                 xb = as_channels_last(xb)

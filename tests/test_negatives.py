@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from niood_plugin.negatives import check_jigsaw_grid, jigsaw
+from niood_plugin.negatives import check_jigsaw_grid, check_negatives, jigsaw, make_negatives, parse_kinds, rotate
 
 
 def _tiles(img, grid):
@@ -39,3 +39,37 @@ def test_bad_grid():
         check_jigsaw_grid(1, (1, 28, 28))
     with pytest.raises(ValueError, match="does not divide"):
         jigsaw(torch.zeros(2, 1, 30, 30), 4)
+
+
+def test_rotate_turns_each_image_a_quarter_either_way_and_repeats_with_the_generator():
+    x = torch.randn(64, 2, 6, 6)
+    out = rotate(x, torch.Generator().manual_seed(0))
+    left, right = x.rot90(1, dims=(2, 3)), x.rot90(-1, dims=(2, 3))
+    is_left = torch.tensor([torch.equal(o, l) for o, l in zip(out, left)])
+    is_right = torch.tensor([torch.equal(o, r) for o, r in zip(out, right)])
+    assert (is_left ^ is_right).all()  # every image is turned, one way
+    assert 10 < int(is_left.sum()) < 54  # both ways occur
+    assert torch.equal(out, rotate(x, torch.Generator().manual_seed(0)))
+    assert not torch.equal(out, rotate(x, torch.Generator().manual_seed(1)))
+
+
+def test_make_negatives_splits_the_images_between_kinds_in_order():
+    x = torch.randn(5, 1, 8, 8)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(make_negatives(x, ("jigsaw",), 4, g()), jigsaw(x, 4, g()))  # one kind: exactly jigsaw
+    both = make_negatives(x, ("jigsaw", "rotate"), 4, g())
+    gen = g()
+    assert torch.equal(both, torch.cat([jigsaw(x[:3], 4, gen), rotate(x[3:], gen)]))
+    assert make_negatives(x[:1], ("jigsaw", "rotate"), 4, g()).shape == (1, 1, 8, 8)
+
+
+def test_negative_kinds_are_checked():
+    assert parse_kinds("jigsaw+rotate") == ("jigsaw", "rotate")
+    for bad in ("", "flip", "jigsaw+jigsaw", "jigsaw,rotate", None):
+        with pytest.raises(ValueError, match="negatives must be one of"):
+            parse_kinds(bad)
+    check_negatives(("rotate",), 5, (1, 8, 8))  # the grid only matters for jigsaw
+    with pytest.raises(ValueError, match="need square images"):
+        check_negatives(("rotate",), 4, (1, 8, 12))
+    with pytest.raises(ValueError, match="does not divide"):
+        check_negatives(("jigsaw", "rotate"), 5, (1, 8, 8))

@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from niood_plugin import InversionTrainer, UEDetector
 from niood_plugin.errors import CheckpointError
 from niood_plugin.models import build_classifier
+import niood_plugin.trainer as trainer_module
 from niood_plugin.trainer import InversionConfig
 
 SHAPE = (1, 28, 28)
@@ -84,7 +85,8 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
     (dict(garbage_classes="many"), "garbage_classes"),
     (dict(novelty=-1.0), "novelty"),
     (dict(jigsaw=-0.5), "jigsaw must be a finite number"),
-    (dict(jigsaw=1.5), "must be <= 1"),
+    (dict(jigsaw=float("inf")), "jigsaw must be a finite number"),
+    (dict(jigsaw=0.5, negatives="flip"), "negatives must be one of"),
     (dict(jigsaw=0.5, jigsaw_grid=1), "jigsaw_grid must be an int >= 2"),
     (dict(jigsaw=0.5, jigsaw_grid=5), "does not divide the image size"),
     (dict(jigsaw=0.5, jigsaw_from=3), "after the last epoch"),
@@ -198,14 +200,17 @@ def test_novelty_term_is_used_resumes_and_keeps_old_keys(digits28, tmp_path):
     assert drop(full)[1]["inversion_loss"] != drop(make(epochs=3).fit(loader(x[:300], y[:300])))[1]["inversion_loss"]
 
 
-@pytest.mark.parametrize("garbage_classes", ["single", "per-class"])
-def test_jigsaw_negatives_join_each_batch_as_garbage(digits28, monkeypatch, garbage_classes):
+@pytest.mark.parametrize("garbage_classes,share", [("single", 0.5), ("per-class", 0.5), ("per-class", 2.5)])
+def test_jigsaw_negatives_join_each_batch_as_garbage(digits28, monkeypatch, garbage_classes, share):
     x, y = digits28
     n_out = 20 if garbage_classes == "per-class" else 11
     torch.manual_seed(0)
     clf = build_classifier("report28", num_outputs=n_out, in_channels=1, ncf=8)
-    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "epochs": 1, "jigsaw": 0.5,
+    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "epochs": 1, "jigsaw": share,
                                                   "garbage_classes": garbage_classes})
+    real_make = trainer_module.make_negatives
+    sources = []
+    monkeypatch.setattr(trainer_module, "make_negatives", lambda src, *a, **k: sources.append(src) or real_make(src, *a, **k))
     seen = []
     real_ce = torch.nn.functional.cross_entropy
 
@@ -216,20 +221,29 @@ def test_jigsaw_negatives_join_each_batch_as_garbage(digits28, monkeypatch, garb
 
     monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
     hist = trainer.fit(loader(x[:256], y[:256]))  # 4 batches of 64 per epoch
-    # every batch: 64 ID labels, its garbage share, then 32 negatives of its first 32 images
-    assert len(seen) == 8
-    for target in seen:
-        ids, neg = target[:64], target[-32:]
+    # every batch: 64 ID labels, its garbage share, then round(64 * share) negatives of its
+    # images in order, cycled when share > 1 (each copy with its own tile order)
+    n_neg = round(64 * share)
+    src = torch.arange(n_neg) % 64
+    assert len(seen) == 8 and len(sources) == 8
+    for target, neg_src in zip(seen, sources):
+        ids, neg = target[:64], target[-n_neg:]
         assert (ids < 10).all() and (target[64:] >= 10).all()
-        expected = 10 + ids[:32] if garbage_classes == "per-class" else torch.full((32,), 10)
+        expected = 10 + ids[src] if garbage_classes == "per-class" else torch.full((n_neg,), 10)
         assert torch.equal(neg, expected)
+        assert neg_src.shape[0] == n_neg
+        if share > 1:  # the copies of one image are the same image before shuffling
+            assert torch.equal(neg_src[64:128], neg_src[:64])
     # class-balanced weights count the negatives as garbage
-    n_garbage = hist[-1]["garbage_size"] + 128
+    n_garbage = hist[-1]["garbage_size"] + round(256 * share)
     assert hist[-1]["class_weights"][10] == pytest.approx((256 + n_garbage) / (11 * n_garbage), rel=1e-5)
     # off: no negatives, and the identity (cache keys, signatures) has no jigsaw keys
     ident = InversionConfig.from_preset("fast").identity()
     assert "jigsaw" not in ident and "jigsaw_grid" not in ident
     assert InversionConfig.from_preset("fast", jigsaw=0.5).identity()["jigsaw_grid"] == 4
+    # the default kind keeps the keys of runs made before `negatives` existed; another kind is keyed
+    assert "negatives" not in InversionConfig.from_preset("fast", jigsaw=0.5).identity()
+    assert InversionConfig.from_preset("fast", jigsaw=0.5, negatives="rotate").identity()["negatives"] == "rotate"
 
 
 def test_jigsaw_run_resumes_exactly(digits28, tmp_path):
@@ -273,10 +287,9 @@ def test_jigsaw_from_and_head_only(digits28, monkeypatch):
         n_garbage = h["garbage_size"] + (128 if h["epoch"] >= 2 else 0)
         assert h["class_weights"][10] == pytest.approx((256 + n_garbage) / (11 * n_garbage), rel=1e-5)
     # jigsaw_from=0: every pre-training epoch has them too (4 batches x (2 pre-training + 1) epochs)
-    import niood_plugin.trainer as trainer_module
     calls = []
-    real_jigsaw = trainer_module.jigsaw
-    monkeypatch.setattr(trainer_module, "jigsaw", lambda *a, **k: calls.append(1) or real_jigsaw(*a, **k))
+    real_make = trainer_module.make_negatives
+    monkeypatch.setattr(trainer_module, "make_negatives", lambda *a, **k: calls.append(1) or real_make(*a, **k))
     make(epochs=1, jigsaw=0.5, pretrain_epochs=2).fit(loader(x[:256], y[:256]))
     assert len(calls) == 12
     monkeypatch.undo()
