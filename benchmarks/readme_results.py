@@ -40,6 +40,10 @@ EXTRA_RUNS = {
     "jigsaw": ("ours + jigsaw negatives (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh jigsaw",
                "the main run's settings plus `jigsaw=0.5 jigsaw_from=9 novelty=1 weighted_ce=false` (not in the "
                "report; README \"Jigsaw negatives\")"),
+    "negatives": ("ours + jigsaw and rotated negatives (fast preset, 10 epochs)",
+                  "bash benchmarks/run_variant.sh negatives",
+                  "the main run's settings plus `jigsaw=4 negatives=jigsaw+rotate jigsaw_from=9 novelty=1 "
+                  "weighted_ce=false` (not in the report; README \"More negatives, and quarter turns\")"),
 }
 
 

@@ -5,13 +5,18 @@
 #   bash benchmarks/run_variant.sh novelty   # --set novelty=1 (README "The novelty term")
 #   bash benchmarks/run_variant.sh jigsaw    # jigsaw negatives in the last two epochs + novelty,
 #                                            # unweighted CE (README "Jigsaw negatives")
+#   bash benchmarks/run_variant.sh negatives # the same with four negatives per ID image, two jigsaw
+#                                            # and two quarter-turned (README "More negatives, and
+#                                            # quarter turns")
 # Writes benchmarks/results/<variant>-{fashionmnist,mnist}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   novelty) sets=(--set novelty=1) ;;
   jigsaw) sets=(--set jigsaw=0.5 --set jigsaw_from=9 --set novelty=1 --set weighted_ce=false) ;;
-  *) echo "usage: $0 novelty|jigsaw" >&2; exit 2 ;;
+  negatives) sets=(--set jigsaw=4 --set negatives=jigsaw+rotate --set jigsaw_from=9 --set novelty=1
+                   --set weighted_ce=false) ;;
+  *) echo "usage: $0 novelty|jigsaw|negatives" >&2; exit 2 ;;
 esac
 export NIOOD_DATA="${NIOOD_DATA:-$HOME/.cache/niood/data}"
 bash benchmarks/get_data.sh >/dev/null

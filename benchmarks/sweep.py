@@ -128,6 +128,8 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                                               "negatives": "rotate"},
                            "recipe-jigsaw1-rotate1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 2.0,
                                                       "jigsaw_from": 9, "negatives": "jigsaw+rotate"},
+                           "recipe-jigsaw2-rotate2": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 4.0,
+                                                      "jigsaw_from": 9, "negatives": "jigsaw+rotate"},
                            "unweighted": {"weighted_ce": False},
                            "unweighted-jigsaw0.5-from9": {"weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
                            "unweighted-jigsaw1-from9": {"weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9}},
@@ -136,6 +138,7 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                                                   "jigsaw0.5-grid7-from9", "jigsaw0.5-grid2-from9", "novelty1-unweighted",
                                                   "recipe", "recipe-jigsaw1", "recipe-from8", "recipe-jigsaw2",
                                                   "recipe-jigsaw4", "recipe-rotate1", "recipe-jigsaw1-rotate1",
+                                                  "recipe-jigsaw2-rotate2",
                                                   "unweighted",
                                                   "unweighted-jigsaw0.5-from9", "unweighted-jigsaw1-from9")}),
 }

@@ -1,9 +1,10 @@
 """Negative augmentations: ID images made out-of-distribution, for the garbage class.
 
 Not in the report; opt-in through ``InversionConfig.jigsaw`` (how many per ID image) and
-``InversionConfig.negatives`` (which kinds: ``"jigsaw"``, ``"rotate"`` or both).  A jigsaw image cuts an ID image
-into a ``grid x grid`` mesh of tiles and shuffles them: the local statistics (strokes, edges,
-textures, intensity) stay in-distribution, the global shape does not.  Labelled as garbage,
+``InversionConfig.negatives`` (which kinds: ``"jigsaw"``, ``"rotate"`` or both).  A jigsaw
+image cuts an ID image into a ``grid x grid`` mesh of tiles and shuffles them: the local
+statistics (strokes, edges, textures, intensity) stay in-distribution, the global shape does
+not.  Labelled as garbage,
 such images teach the classifier that ID-looking parts are not enough, which generated and
 noise garbage do not.  Jigsaw is one of the "negative data augmentations" of Sinha et al.,
 *Negative Data Augmentation*, ICLR 2021.
@@ -88,8 +89,9 @@ def rotate(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
 
 
 def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Negatives of the images ``x``, one each, in order: with several ``kinds`` the first
-    ``len(x) // len(kinds)`` (rounded up) get the first kind, the next ones the second."""
+    """Negatives of the images ``x``, one each, in order: with several ``kinds`` the images are
+    split into ``len(kinds)`` consecutive parts (the first ones one larger when it does not
+    divide, as ``Tensor.tensor_split``), the first part gets the first kind, and so on."""
     parts = torch.arange(x.shape[0]).tensor_split(len(kinds))
     out = []
     for kind, idx in zip(kinds, parts):
