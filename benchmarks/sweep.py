@@ -41,9 +41,13 @@ OOD_SETS = {"mnist": ["fashionmnist", "cifar10-jpeg", "tinyimagenet", "gaussian"
 
 # name -> overrides of the `fast` preset; "seed" and "width" (the classifier's ncf, default 32
 # as in niood-bench) are sweep keys, not trainer fields.
-def _seeds(variants: dict[str, dict[str, Any]], seeds: dict[str, tuple[int, ...]]) -> dict[str, dict[str, Any]]:
+def _seeds(variants: dict[str, dict[str, Any]], seeds: dict[str, tuple[int, ...]],
+           default: tuple[int, ...] = (0,)) -> dict[str, dict[str, Any]]:
     return {f"{name}-s{seed}": {**over, "seed": seed} for name, over in variants.items()
-            for seed in seeds.get(name, (0,))}
+            for seed in seeds.get(name, default)}
+
+
+_RECIPE_BASE = {"novelty": 1.0, "weighted_ce": False}  # the recipe without its negatives
 
 
 _COMMON = {
@@ -116,31 +120,23 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                            "jigsaw0.5-grid7-from9": {"jigsaw": 0.5, "jigsaw_grid": 7, "jigsaw_from": 9},
                            "jigsaw0.5-grid2-from9": {"jigsaw": 0.5, "jigsaw_grid": 2, "jigsaw_from": 9},
                            # the committed recipe (novelty 1, unweighted CE) and its neighbours
-                           "novelty1-unweighted": {"novelty": 1.0, "weighted_ce": False},
-                           "recipe": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
-                           "recipe-jigsaw1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9},
-                           "recipe-from8": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 8},
+                           "novelty1-unweighted": _RECIPE_BASE,
+                           "recipe": {**_RECIPE_BASE, "jigsaw": 0.5, "jigsaw_from": 9},
+                           "recipe-jigsaw1": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9},
+                           "recipe-from8": {**_RECIPE_BASE, "jigsaw": 0.5, "jigsaw_from": 8},
                            # seventh sweep: more negatives than ID images (jigsaw > 1)
-                           "recipe-jigsaw2": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 2.0, "jigsaw_from": 9},
-                           "recipe-jigsaw4": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 4.0, "jigsaw_from": 9},
+                           "recipe-jigsaw2": {**_RECIPE_BASE, "jigsaw": 2.0, "jigsaw_from": 9},
+                           "recipe-jigsaw4": {**_RECIPE_BASE, "jigsaw": 4.0, "jigsaw_from": 9},
                            # ... and quarter-turned ID images instead of, or beside, the jigsaw ones
-                           "recipe-rotate1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9,
-                                              "negatives": "rotate"},
-                           "recipe-jigsaw1-rotate1": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 2.0,
-                                                      "jigsaw_from": 9, "negatives": "jigsaw+rotate"},
-                           "recipe-jigsaw2-rotate2": {"novelty": 1.0, "weighted_ce": False, "jigsaw": 4.0,
-                                                      "jigsaw_from": 9, "negatives": "jigsaw+rotate"},
+                           "recipe-rotate1": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "rotate"},
+                           "recipe-jigsaw1-rotate1": {**_RECIPE_BASE, "jigsaw": 2.0, "jigsaw_from": 9,
+                                                      "negatives": "jigsaw+rotate"},
+                           "recipe-jigsaw2-rotate2": {**_RECIPE_BASE, "jigsaw": 4.0, "jigsaw_from": 9,
+                                                      "negatives": "jigsaw+rotate"},
                            "unweighted": {"weighted_ce": False},
                            "unweighted-jigsaw0.5-from9": {"weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
                            "unweighted-jigsaw1-from9": {"weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9}},
-                          {n: (0, 1, 2) for n in ("base", "jigsaw0.5-from9", "jigsaw0.5-from8", "jigsaw0.5-from6",
-                                                  "jigsaw1-from9", "jigsaw0.5-from10",
-                                                  "jigsaw0.5-grid7-from9", "jigsaw0.5-grid2-from9", "novelty1-unweighted",
-                                                  "recipe", "recipe-jigsaw1", "recipe-from8", "recipe-jigsaw2",
-                                                  "recipe-jigsaw4", "recipe-rotate1", "recipe-jigsaw1-rotate1",
-                                                  "recipe-jigsaw2-rotate2",
-                                                  "unweighted",
-                                                  "unweighted-jigsaw0.5-from9", "unweighted-jigsaw1-from9")}),
+                          {}, default=(0, 1, 2)),
 }
 
 

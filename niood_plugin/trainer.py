@@ -545,6 +545,7 @@ class InversionTrainer:
         # negatives join from inversion epoch `jigsaw_from` on (classifier epoch `epoch` is 0-based
         # over pre-training and inversion epochs; every pre-training epoch counts as epoch 0)
         neg_share = cfg.jigsaw if max(epoch - cfg.pretrain_epochs + 1, 0) >= cfg.jigsaw_from else 0.0
+        kinds = parse_kinds(cfg.negatives)
         n_batches = len(loader) if hasattr(loader, "__len__") else None
         if n_batches is None:
             raise TypeError("train_loader must have a length (a DataLoader or a list of batches)")
@@ -574,7 +575,7 @@ class InversionTrainer:
                 # Negatives of this batch's first images (jigsaw > 1: of all of them, cycled, each copy
                 # with its own tile order); per-class garbage: slot of the source class.
                 src = torch.arange(n_neg) % x.shape[0]
-                neg = make_negatives(x[src].to(self.device), parse_kinds(cfg.negatives), cfg.jigsaw_grid, self._rng)
+                neg = make_negatives(x[src].to(self.device), kinds, cfg.jigsaw_grid, self._rng)
                 g = torch.cat([g, neg])
                 g_slots = torch.cat([g_slots, self._slots_of(y[src].cpu())])
             xb = torch.cat([x.to(self.device), g])
