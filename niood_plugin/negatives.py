@@ -20,6 +20,12 @@ A rotated image (a quarter turn either way, :func:`rotate`) keeps every stroke a
 object but turns it on its side: for datasets whose objects stand upright (garments, digits)
 that is out-of-distribution too, and unlike a jigsaw image it has no seams.  Also one of
 Sinha et al.'s negative augmentations.
+
+Some objects look the same on their side (a bag, the digit 0), and a few jigsaw images still
+look like their source.  With ``InversionConfig.negatives_spare`` below 1, the trainer leaves a
+negative out of the loss while the classifier gives its source class a probability above that
+threshold (read from the same forward pass, so it costs nothing): such an image is not a
+negative to this classifier, and labelling it garbage would teach it to reject real ones.
 """
 from __future__ import annotations
 

@@ -53,6 +53,7 @@ CHECKPOINT_FORMAT = "niood-inversion/1"
 METRIC_NAMES = ("confidence", "margin", "ue", "entropy")
 LR_SCHEDULES = ("constant", "cosine")
 GARBAGE_CLASSES = ("single", "per-class")
+_IGNORE = -100                     # cross-entropy target of a left-out negative (F.cross_entropy default)
 
 
 def epoch_lr(base_lr: float, schedule: str, epoch: int, total_epochs: int) -> float:
@@ -103,6 +104,8 @@ class InversionConfig:
     jigsaw_from: int = 0               # first inversion epoch with negatives (0: from pre-training on;
                                        # late is better, see negatives.py)
     jigsaw_head_only: bool = False     # negatives train the head only (no gradient into the features)
+    negatives_spare: float = 1.0       # leave out a negative while the classifier gives its source class a
+                                       # probability above this (1.0: keep all; see negatives.py)
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -120,6 +123,10 @@ class InversionConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         parse_kinds(self.negatives)
+        spare = self.negatives_spare
+        if not isinstance(spare, (int, float)) or isinstance(spare, bool) or not 0 < spare <= 1:
+            raise ValueError(f"negatives_spare must be a probability in (0, 1] (1.0 keeps every negative), "
+                             f"got {spare!r}")
         if not isinstance(self.jigsaw_grid, int) or isinstance(self.jigsaw_grid, bool) or self.jigsaw_grid < 2:
             raise ValueError(f"jigsaw_grid must be an int >= 2, got {self.jigsaw_grid!r}")
         for name in ("classifier_lr", "generator_lr", "vector_temperature"):
@@ -166,8 +173,10 @@ class InversionConfig:
             out.pop("novelty")
         if self.negatives == "jigsaw":
             out.pop("negatives")
+        if self.negatives_spare == 1.0:
+            out.pop("negatives_spare")
         if not self.jigsaw or (epoch is not None and self.jigsaw_from > epoch):
-            for name in ("jigsaw", "negatives", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only"):
+            for name in ("jigsaw", "negatives", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only", "negatives_spare"):
                 out.pop(name, None)
         return out
 
@@ -563,7 +572,7 @@ class InversionTrainer:
             weight = torch.cat([w[:self.num_classes], w[self.num_classes:].expand(self.num_garbage)]).to(self.device)
         self.classifier.train()
         means: Optional[Tensor] = None  # per-class sums of ID features, for the novelty term
-        loss_sum = id_correct = id_seen = g_correct = g_seen = 0
+        loss_sum = id_correct = id_seen = g_correct = g_seen = spared = 0
         for i, batch in enumerate(_progress(loader, self.progress, "retrain")):
             x, y = batch[0], batch[1].long()
             self._check_batch(x, y)
@@ -594,7 +603,13 @@ class InversionTrainer:
                 if means is None:
                     means = torch.zeros(self.num_classes, f.shape[1], device=self.device)
                 means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())
-            loss = F.cross_entropy(logits, yb, weight=weight)
+            if n_neg and cfg.negatives_spare < 1.0:
+                # a negative the classifier still takes for its source class (a bag on its side is
+                # still a bag) is not one: leave it out of this batch's loss
+                p_src = logits[-n_neg:].detach().float().softmax(1).gather(1, y[src].to(self.device)[:, None])
+                yb[-n_neg:] = yb[-n_neg:].masked_fill(p_src[:, 0] > cfg.negatives_spare, _IGNORE)
+                spared += int((yb[-n_neg:] == _IGNORE).sum())
+            loss = F.cross_entropy(logits, yb, weight=weight, ignore_index=_IGNORE)
             self._clf_opt.zero_grad(set_to_none=True)
             loss.backward()
             self._clf_opt.step()
@@ -610,6 +625,7 @@ class InversionTrainer:
             self._class_means = F.normalize(means, dim=1)
         return {"lr": lr, "train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
                 "train_garbage_acc": g_correct / max(g_seen, 1), "garbage_size": int(garbage.shape[0]),
+                "negatives_spared": spared,
                 "class_weights": [] if weight is None else weight.cpu().tolist()}
 
     @torch.inference_mode()

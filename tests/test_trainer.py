@@ -87,6 +87,8 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
     (dict(jigsaw=-0.5), "jigsaw must be a finite number"),
     (dict(jigsaw=float("inf")), "jigsaw must be a finite number"),
     (dict(jigsaw=0.5, negatives="flip"), "negatives must be one of"),
+    (dict(jigsaw=0.5, negatives_spare=0.0), "negatives_spare must be a probability"),
+    (dict(jigsaw=0.5, negatives_spare=1.5), "negatives_spare must be a probability"),
     (dict(jigsaw=0.5, jigsaw_grid=1), "jigsaw_grid must be an int >= 2"),
     (dict(jigsaw=0.5, jigsaw_grid=5), "does not divide the image size"),
     (dict(jigsaw=0.5, jigsaw_from=3), "after the last epoch"),
@@ -244,6 +246,42 @@ def test_jigsaw_negatives_join_each_batch_as_garbage(digits28, monkeypatch, garb
     # the default kind keeps the keys of runs made before `negatives` existed; another kind is keyed
     assert "negatives" not in InversionConfig.from_preset("fast", jigsaw=0.5).identity()
     assert InversionConfig.from_preset("fast", jigsaw=0.5, negatives="rotate").identity()["negatives"] == "rotate"
+
+
+@pytest.mark.parametrize("garbage_classes", ["single", "per-class"])
+def test_negatives_the_classifier_takes_for_their_source_class_are_left_out(digits28, monkeypatch, garbage_classes):
+    x, y = digits28
+    torch.manual_seed(0)
+    n_out = 20 if garbage_classes == "per-class" else 11
+    clf = build_classifier("report28", num_outputs=n_out, in_channels=1, ncf=8)
+    spare = 1 / n_out  # a barely trained classifier spares some negatives and keeps others
+    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "epochs": 1, "jigsaw": 1.0, "negatives": "jigsaw+rotate",
+                                                  "negatives_spare": spare, "garbage_classes": garbage_classes})
+    seen = []
+    real_ce = torch.nn.functional.cross_entropy
+
+    def spy(logits, target, *args, **kwargs):
+        if kwargs.get("weight") is not None:  # retraining (inversion's CE has no class weights)
+            seen.append((logits.detach().float().softmax(1), target.clone(), kwargs.get("ignore_index", -100)))
+        return real_ce(logits, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
+    hist = trainer.fit(loader(x[:256], y[:256]))
+    left_out = kept = 0
+    for probs, target, ignore in seen:
+        ids, neg = target[:64], target[-64:]
+        p_src = probs[-64:].gather(1, ids[:, None])[:, 0]  # negative i is made from ID image i
+        assert torch.equal(neg == ignore, p_src > spare)
+        assert (target[64:-64] >= 10).all() and (neg[neg != ignore] >= 10).all()  # the others stay garbage
+        left_out += int((neg == ignore).sum())
+        kept += int((neg != ignore).sum())
+    assert left_out and kept
+    assert trainer.config.pretrain_epochs == 1  # else the pre-training entry counts only its last epoch
+    assert sum(h["negatives_spared"] for h in hist) == left_out
+    # the default keeps every negative and keys runs as before the option existed
+    assert "negatives_spare" not in InversionConfig.from_preset("fast", jigsaw=0.5).identity()
+    cfg = InversionConfig.from_preset("fast", epochs=10, jigsaw=0.5, jigsaw_from=9, negatives_spare=0.5)
+    assert "negatives_spare" not in cfg.identity(8) and cfg.identity(9)["negatives_spare"] == 0.5
 
 
 def test_jigsaw_run_resumes_exactly(digits28, tmp_path):
