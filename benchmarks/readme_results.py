@@ -35,14 +35,23 @@ EXTRA_RUNS = {
     "report-settings": ("ours, report's settings (scaled)", "benchmarks/run_report_settings.sh",
                         "scaled down from the report only in samples per inversion step (220, not 11,000) and "
                         "epochs (10, not 20)"),
+    "defaults": ("ours, library defaults (fast preset, 10 epochs)",
+                 "bash benchmarks/run_fashionmnist.sh --set jigsaw=0 --set novelty=0 --set weighted_ce=true "
+                 "--out benchmarks/results/defaults-fashionmnist",
+                 "the main benchmark as it was before the Fashion-MNIST config got its `[hparams]` (results "
+                 "copied from commit 67076af; the recorded command now runs those `[hparams]`, the script "
+                 "given here overrides them back to the defaults, same cache key, so the same models)"),
     "novelty": ("ours + novelty term (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh novelty",
-                "the main run's settings plus `novelty=1` (not in the report; README \"The novelty term\")"),
+                "the fast preset at 10 epochs (the main runs' settings without the Fashion-MNIST config's "
+                "`[hparams]`) plus `novelty=1` (not in the report; README \"The novelty term\"). The "
+                "Fashion-MNIST command was recorded before that config had `[hparams]`; `run_variant.sh novelty` "
+                "now adds `--set jigsaw=0 --set weighted_ce=true`, which gives the same settings (same cache key)"),
     "jigsaw": ("ours + jigsaw negatives (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh jigsaw",
-               "the main run's settings plus `jigsaw=0.5 jigsaw_from=9 novelty=1 weighted_ce=false` (not in the "
+               "the fast preset at 10 epochs plus `jigsaw=0.5 jigsaw_from=9 novelty=1 weighted_ce=false` (not in the "
                "report; README \"Jigsaw negatives\")"),
     "negatives": ("ours + jigsaw and rotated negatives (fast preset, 10 epochs)",
                   "bash benchmarks/run_variant.sh negatives",
-                  "the main run's settings plus `jigsaw=4 negatives=jigsaw+rotate jigsaw_from=9 novelty=1 "
+                  "the fast preset at 10 epochs plus `jigsaw=4 negatives=jigsaw+rotate jigsaw_from=9 novelty=1 "
                   "weighted_ce=false` (not in the report; README \"More negatives, and quarter turns\")"),
 }
 
@@ -85,7 +94,9 @@ def id_section(name: str) -> str:
     order += [k for k in groups if k[0] == "standard"]
     order += [k for k in groups if k[0] in ("fig", "bal") and k[1] in ("msp", "ue", "energy", "mahalanobis", "bal")]
     epochs = p["config"].get("epochs") or "preset"
-    labels = {"inversion": f"ours (fast preset, {epochs} epochs)", "standard": "plain model + post-hoc",
+    hp = " ".join(f"{k}={v}" for k, v in sorted(p["config"].get("hparams", {}).items()))
+    labels = {"inversion": f"ours (fast preset, {epochs} epochs{', ' + hp if hp else ''})",
+              "standard": "plain model + post-hoc",
               "fig": "FIG (peer)", "bal": "BAL (peer)"}
     present = [k for k in order if k in groups]
 
@@ -95,7 +106,7 @@ def id_section(name: str) -> str:
             rows.append(_row(label, f"{key[0]} / {key[1]}", groups[key], p["methods"][key[0]], oods))
 
     add([k for k in present if k[0] == "inversion"])
-    for stem in ("jigsaw", "novelty"):  # the other runs of our method go right after the main one
+    for stem in ("defaults", "jigsaw", "novelty"):  # the other runs of our method go right after the main one
         rows += extra_rows(stem, extra[stem], oods)
     add([k for k in present if k[0] != "inversion"])
     cmd = p.get("command", "")
@@ -115,6 +126,33 @@ def id_section(name: str) -> str:
     return head + md_table(header, rows) + "\n\n" + notes
 
 
+def seeds_section(name: str) -> str:
+    """The main benchmark of ``name`` against its re-runs with other seeds (``<name>-seed<N>/``)."""
+    runs = [RES / name] + sorted(RES.glob(f"{name}-seed*"))
+    loaded = [(d, _load(d / "results.json")) for d in runs]
+    loaded = [(d, p) for d, p in loaded if p is not None]
+    if len(loaded) < 2:
+        return ""
+    oods = list(dict.fromkeys(r["ood"] for r in loaded[0][1]["results"]))
+    header = (["seed", "results"] + [f"UE {o}" for o in oods]
+              + ["UE avg", "UE avg FPR95", "garbage avg", "ID acc", "best plain post-hoc (avg)", "wall min"])
+    rows = []
+    for d, p in loaded:
+        g: dict = {}
+        for r in p["results"]:
+            g.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
+        ue, gar = g[("inversion", "ue")], g[("inversion", "garbage")]
+        best = max((k for k in g if k[0] == "standard"), key=lambda k: _mean([r["auroc"] for r in g[k].values()]))
+        rows.append([p["config"]["seed"], f"`{d.relative_to(ROOT)}`"] + [ue[o]["auroc"] for o in oods]
+                    + [_mean([r["auroc"] for r in ue.values()]), _mean([r["fpr95"] for r in ue.values()]),
+                       _mean([r["auroc"] for r in gar.values()]), p["methods"]["inversion"]["id_accuracy"],
+                       f"{best[1]} {_mean([r['auroc'] for r in g[best].values()]):.4f}",
+                       f"{p['timings']['total_s'] / 60:.1f}"])
+    cmds = "; ".join(f"`{p['command']}`" for _, p in loaded[1:])
+    return (f"**{name}, other seeds**: the same benchmark with `--seed` ({cmds}), same hardware, "
+            "our model (inversion) scored by UE and by its garbage probability:\n\n" + md_table(header, rows) + "\n")
+
+
 def _load(path: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -126,7 +164,7 @@ def extra_rows(stem: str, p: Optional[dict], oods: list[str]) -> list[list]:
     m = p["methods"]["inversion"]
     rows = []
     for det in ("ue", "ue-id", "garbage", "mahalanobis"):
-        g = {r["ood"]: r for r in p["results"] if r["detector"] == det}
+        g = {r["ood"]: r for r in p["results"] if r["detector"] == det and r["method"] == "inversion"}
         if g:
             rows.append(_row(EXTRA_RUNS[stem][0], f"inversion / {det}", g, m, oods))
     return rows
@@ -144,7 +182,7 @@ def main() -> None:
     parts = ["Numbers below are copied by `python benchmarks/readme_results.py` from the committed "
              "results files; the command, hardware, seed and wall time of each run are stated with it.\n"]
     for name in ("mnist", "fashionmnist"):
-        parts += [f"### {name}\n", id_section(name)]
+        parts += [f"### {name}\n", id_section(name), seeds_section(name)]
     abl = RES / "ablations" / "ablations.md"
     parts += ["### Ablations\n", abl.read_text().split("\n", 2)[2] if abl.is_file() else "_not run yet_\n"]
     for sub, title in (("attack-mnist", "feature-matching attack (source 004)"),

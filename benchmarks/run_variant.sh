@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  novelty) sets=(--set novelty=1) ;;
+  novelty) sets=(--set novelty=1 --set jigsaw=0 --set weighted_ce=true) ;;  # without the FMNIST config's negatives
   jigsaw) sets=(--set jigsaw=0.5 --set jigsaw_from=9 --set novelty=1 --set weighted_ce=false) ;;
   negatives) sets=(--set jigsaw=4 --set negatives=jigsaw+rotate --set jigsaw_from=9 --set novelty=1
                    --set weighted_ce=false) ;;
