@@ -133,10 +133,8 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                                                       "negatives": "jigsaw+rotate"},
                            "recipe-jigsaw2-rotate2": {**_RECIPE_BASE, "jigsaw": 4.0, "jigsaw_from": 9,
                                                       "negatives": "jigsaw+rotate"},
-                           # eighth sweep: ... leaving out negatives the classifier still takes for their source class
+                           # eighth sweep: ... leaving out negatives the classifier still takes for their source class (seed 2)
                            "recipe-jigsaw2-rotate2-spare0.5": {**_RECIPE_BASE, "jigsaw": 4.0, "jigsaw_from": 9,
-                                                               "negatives": "jigsaw+rotate", "negatives_spare": 0.5},
-                           "recipe-jigsaw1-rotate1-spare0.5": {**_RECIPE_BASE, "jigsaw": 2.0, "jigsaw_from": 9,
                                                                "negatives": "jigsaw+rotate", "negatives_spare": 0.5},
                            "unweighted": {"weighted_ce": False},
                            "unweighted-jigsaw0.5-from9": {"weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
