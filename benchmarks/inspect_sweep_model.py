@@ -10,6 +10,8 @@ sweep scored for that seed:
 
 * per class: accuracy over all K + 1 outputs, the share sent to garbage (argmax), and for the
   images turned a quarter left / right the mean probability of their own class and of garbage;
+* the share of the test images' 4x4 jigsaw negatives sent to garbage, and how many negatives
+  ``negatives_spare`` left out in each epoch (if set);
 * the digits: mean garbage probability, the share under 0.5, and the predicted classes;
 * UE (combined) and garbage-probability AUROC against MNIST, with every ID class and with one
   class left out of the ID set (``--drop``), to see how much that class costs.
@@ -19,6 +21,7 @@ These are the diagnostics quoted in README "More negatives, and quarter turns".
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import asdict
 
@@ -30,6 +33,7 @@ import sweep
 from niood_plugin import InversionTrainer, UEDetector
 from niood_plugin.data import load_dataset
 from niood_plugin.models import build_classifier
+from niood_plugin.negatives import jigsaw
 from niood_plugin.trainer import InversionConfig
 
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
@@ -58,7 +62,8 @@ def main() -> None:
                               a.epoch, width)
     if not path.is_file():
         p.error(f"no checkpoint {path}: run benchmarks/sweep.py with --ckpt-dir {a.ckpt_dir} for {name} first")
-    clf.load_state_dict(torch.load(path, weights_only=False)["classifier"])
+    state = torch.load(path, weights_only=False)
+    clf.load_state_dict(state["classifier"])
     clf.eval()
     test = load_dataset("fashionmnist", "test", a.data_root)
     digits = load_dataset("mnist", "test", a.data_root, limit=a.mnist, seed=a.seed)  # the sweep row's digits
@@ -80,6 +85,11 @@ def main() -> None:
         gar = "/".join(f"{t[m, 10].mean():.3f}" for t in turned)
         print(f"{cname:8s} {(pid[m].argmax(1) == c).float().mean():6.3f} {(pid[m].argmax(1) == 10).float().mean():8.3f} "
               f"{own:>26s} {gar:>22s}")
+    shuffled = logits(jigsaw(test.x, 4, torch.Generator().manual_seed(0))).softmax(1)
+    print(f"jigsaw negatives (4x4) of the test images sent to garbage: {(shuffled.argmax(1) == 10).float().mean():.4f}")
+    spared = [(e["epoch"], e["negatives_spared"]) for e in json.loads(state["history"]) if "negatives_spared" in e]
+    if any(n for _, n in spared):
+        print(f"negatives left out of the loss (negatives_spare), per epoch: {spared}")
     pm = lmn.softmax(1)
     print(f"MNIST ({len(digits.x)}): mean garbage probability {pm[:, 10].mean():.4f}, under 0.5 "
           f"{(pm[:, 10] < 0.5).float().mean():.4f}, predicted "
