@@ -23,18 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 import sweep
-from niood_plugin import InversionTrainer, UEDetector
+from niood_plugin import UEDetector
+from niood_plugin.bench.evaluate import ood_metrics
 from niood_plugin.data import load_dataset
-from niood_plugin.models import build_classifier
 from niood_plugin.negatives import jigsaw
-from niood_plugin.trainer import InversionConfig
 
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 
@@ -55,9 +52,8 @@ def main() -> None:
     if name not in grid:
         p.error(f"{name} is not in the jigsaw-late grid")
     over, seed, width, epochs = sweep._split(grid[name], a.seed, 10)
-    cfg = InversionConfig.from_preset("fast", epochs=epochs, **over)
-    clf = build_classifier("report28", 11, 1, ncf=width)
-    trainer = InversionTrainer(clf, 10, (1, 28, 28), seed=seed, progress=False, **asdict(cfg))
+    trainer = sweep.build_trainer(over, seed, width, epochs, 10, (1, 28, 28), torch.device("cpu"))
+    clf = trainer.classifier
     path = sweep._prefix_path({"id": "fashionmnist", "train_limit": None, "ckpt_dir": a.ckpt_dir}, trainer,
                               a.epoch, width)
     if not path.is_file():
@@ -99,7 +95,7 @@ def main() -> None:
         s_id, s_mn = UEDetector.score(lid, 10, variant).numpy(), UEDetector.score(lmn, 10, variant).numpy()
 
         def auroc(ids: np.ndarray) -> float:
-            return roc_auc_score(np.r_[np.zeros(len(ids)), np.ones(len(s_mn))], np.r_[ids, s_mn])
+            return ood_metrics(ids, s_mn)["auroc"]
 
         print(f"AUROC vs MNIST, {variant}: {auroc(s_id):.4f}; without the {a.drop} class in the ID set "
               f"{auroc(s_id[keep]):.4f}")

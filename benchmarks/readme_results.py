@@ -60,6 +60,20 @@ def _mean(v):
     return sum(v) / len(v) if v else float("nan")
 
 
+def _groups(results: list[dict]) -> dict:
+    """Result rows as {(method, detector): {ood: row}}."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
+    return groups
+
+
+def _best_standard(groups: dict) -> Optional[tuple]:
+    """The plain model's (method, detector) with the highest average AUROC, or None."""
+    return max((k for k in groups if k[0] == "standard"),
+               key=lambda k: _mean([r["auroc"] for r in groups[k].values()]), default=None)
+
+
 def _row(label: str, what: str, by_ood: dict, method: dict, oods: list[str]) -> list:
     """One table row: AUROC per OOD set, averages, ID accuracy and training time of ``method``."""
     return ([label, what] + [by_ood[o]["auroc"] if o in by_ood else "" for o in oods]
@@ -85,11 +99,8 @@ def id_section(name: str) -> str:
                     + [f"{rep['avg_auroc']:.4f} (its 5 sets)", f"{rep['avg_fpr95']:.4f}", "", "hours (GPU)"])
     extra = {stem: _load(RES / f"{stem}-{name}" / "results.json") for stem in EXTRA_RUNS}
     rows += extra_rows("report-settings", extra["report-settings"], oods)
-    groups: dict = {}
-    for r in res:
-        groups.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
-    best_std = max((k for k in groups if k[0] == "standard"),
-                   key=lambda k: _mean([r["auroc"] for r in groups[k].values()]), default=None)
+    groups = _groups(res)
+    best_std = _best_standard(groups)
     order = [("inversion", d) for d in ("ue", "ue-id", "garbage", "mahalanobis", "energy", "msp")]
     order += [k for k in groups if k[0] == "standard"]
     order += [k for k in groups if k[0] in ("fig", "bal") and k[1] in ("msp", "ue", "energy", "mahalanobis", "bal")]
@@ -138,11 +149,9 @@ def seeds_section(name: str) -> str:
               + ["UE avg", "UE avg FPR95", "garbage avg", "ID acc", "best plain post-hoc (avg)", "wall min"])
     rows = []
     for d, p in loaded:
-        g: dict = {}
-        for r in p["results"]:
-            g.setdefault((r["method"], r["detector"]), {})[r["ood"]] = r
+        g = _groups(p["results"])
         ue, gar = g[("inversion", "ue")], g[("inversion", "garbage")]
-        best = max((k for k in g if k[0] == "standard"), key=lambda k: _mean([r["auroc"] for r in g[k].values()]))
+        best = _best_standard(g)
         rows.append([p["config"]["seed"], f"`{d.relative_to(ROOT)}`"] + [ue[o]["auroc"] for o in oods]
                     + [_mean([r["auroc"] for r in ue.values()]), _mean([r["fpr95"] for r in ue.values()]),
                        _mean([r["auroc"] for r in gar.values()]), p["methods"]["inversion"]["id_accuracy"],

@@ -177,6 +177,18 @@ def _phases(names: list[str], grid: dict[str, dict[str, Any]], branch_at: int | 
     return [lead, [n for n in names if n not in lead]]
 
 
+def build_trainer(overrides: dict[str, Any], seed: int, width: int, epochs: int, k: int,
+                  shape: tuple[int, ...], device: torch.device) -> InversionTrainer:
+    """The trainer (and its untrained classifier) of one grid entry, as ``run_one`` trains it."""
+    cfg = InversionConfig.from_preset("fast", epochs=epochs, **overrides)
+    outputs = 2 * k if cfg.garbage_classes == "per-class" else k + 1
+    torch.manual_seed(seed)
+    clf = build_classifier("report28", outputs, shape[0], ncf=width)
+    if cfg.channels_last:
+        clf = to_channels_last(clf)
+    return InversionTrainer(clf, k, shape, device=device, seed=seed, progress=False, **asdict(cfg))
+
+
 def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(args["threads"])
     overrides, seed, width, epochs = _split(overrides, args["seed"], args["epochs"])
@@ -192,13 +204,8 @@ def run_one(name: str, overrides: dict[str, Any], args: dict[str, Any]) -> dict[
         else:
             ood[o] = load_dataset(o, "test", args["data_root"], image_shape=shape, limit=args["test_limit"],
                                   seed=seed).x
-    cfg = InversionConfig.from_preset("fast", epochs=epochs, **overrides)
-    outputs = 2 * k if cfg.garbage_classes == "per-class" else k + 1
-    torch.manual_seed(seed)
-    clf = build_classifier("report28", outputs, shape[0], ncf=width)
-    if cfg.channels_last:
-        clf = to_channels_last(clf)
-    trainer = InversionTrainer(clf, k, shape, device=device, seed=seed, progress=False, **asdict(cfg))
+    trainer = build_trainer(overrides, seed, width, epochs, k, shape, device)
+    cfg, clf = trainer.config, trainer.classifier
     fit_kw: dict[str, Any] = {}
     if args["ckpt_dir"]:  # resume from the latest epoch this run shares with one already trained
         cached = [e for e in range(epochs, -1, -1) if _prefix_path(args, trainer, e, width).is_file()]
