@@ -136,6 +136,12 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                            # eighth sweep: ... leaving out negatives the classifier still takes for their source class (seed 2)
                            "recipe-jigsaw2-rotate2-spare0.5": {**_RECIPE_BASE, "jigsaw": 4.0, "jigsaw_from": 9,
                                                                "negatives": "jigsaw+rotate", "negatives_spare": 0.5},
+                           # ninth sweep: ID images bent along a smooth random field (warp), alone and beside jigsaw
+                           "recipe-warp1": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp"},
+                           "recipe-jigsaw1-warp1": {**_RECIPE_BASE, "jigsaw": 2.0, "jigsaw_from": 9,
+                                                    "negatives": "jigsaw+warp"},
+                           "recipe-warp0.5": {**_RECIPE_BASE, "jigsaw": 0.5, "jigsaw_from": 9, "negatives": "warp"},
+                           "recipe-warp1-from10": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 10, "negatives": "warp"},
                            "unweighted": {"weighted_ce": False},
                            "unweighted-jigsaw0.5-from9": {"weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
                            "unweighted-jigsaw1-from9": {"weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9}},

@@ -1,7 +1,7 @@
 """Negative augmentations: ID images made out-of-distribution, for the garbage class.
 
 Not in the report; opt-in through ``InversionConfig.jigsaw`` (how many per ID image) and
-``InversionConfig.negatives`` (which kinds: ``"jigsaw"``, ``"rotate"`` or both).  A jigsaw
+``InversionConfig.negatives`` (which kinds: ``"jigsaw"``, ``"rotate"``, ``"warp"`` or several).  A jigsaw
 image cuts an ID image into a ``grid x grid`` mesh of tiles and shuffles them: the local
 statistics (strokes, edges, textures, intensity) stay in-distribution, the global shape does
 not.  Labelled as garbage,
@@ -21,6 +21,12 @@ object but turns it on its side: for datasets whose objects stand upright (garme
 that is out-of-distribution too, and unlike a jigsaw image it has no seams.  Also one of
 Sinha et al.'s negative augmentations.
 
+A warped image (:func:`warp`) moves every pixel along a smooth random displacement field (a
+``WARP_CELLS x WARP_CELLS`` grid of Gaussian offsets, ``WARP_STRENGTH`` of the half-width, upsampled
+bicubically): strokes and textures stay continuous, so there are no seams to learn, but the
+outline bends into shapes no ID class has.  Straps and edges come out as free curves, the part of
+the input space where a garment classifier sends handwritten digits.
+
 Some objects look the same on their side (a bag, the digit 0), and a few jigsaw images still
 look like their source.  With ``InversionConfig.negatives_spare`` below 1, the trainer leaves a
 negative out of the loss while the classifier gives its source class a probability above that
@@ -32,13 +38,17 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-KINDS = ("jigsaw", "rotate")
+KINDS = ("jigsaw", "rotate", "warp")
+WARP_CELLS = 4       # control points per side of the displacement field
+WARP_STRENGTH = 0.5  # their standard deviation, in units of the half-width (grid_sample's [-1, 1])
 
 
 def parse_kinds(spec: str) -> tuple[str, ...]:
-    """``"jigsaw"``, ``"rotate"`` or ``"jigsaw+rotate"`` as a tuple of kinds; ``ValueError`` otherwise."""
+    """Kinds joined by ``+`` (``"jigsaw"``, ``"rotate"``, ``"warp"``, ``"jigsaw+rotate"``, ...) as a
+    tuple; ``ValueError`` otherwise."""
     kinds = tuple(spec.split("+")) if isinstance(spec, str) else ()
     if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
         raise ValueError(f"negatives must be one of {KINDS} or several joined by '+', each once "
@@ -94,6 +104,23 @@ def rotate(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     return torch.where(left, x.rot90(1, dims=(2, 3)), x.rot90(-1, dims=(2, 3)))
 
 
+def warp(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Each image of ``x`` [B, C, H, W] resampled along its own smooth random displacement field
+    (drawn on the CPU from ``generator``); pixels pulled from outside the image repeat the border,
+    so the background stays whatever value the normalisation gives it."""
+    b, _, h, w = x.shape
+    offsets = torch.randn(b, 2, WARP_CELLS, WARP_CELLS, generator=generator) * WARP_STRENGTH
+    field = F.interpolate(offsets.to(x.device), size=(h, w), mode="bicubic", align_corners=True)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
+                            indexing="ij")
+    grid = torch.stack([xs, ys], dim=-1)[None] + field.permute(0, 2, 3, 1)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+_MAKERS = {"jigsaw": lambda x, grid, g: jigsaw(x, grid, g), "rotate": lambda x, grid, g: rotate(x, g),
+           "warp": lambda x, grid, g: warp(x, g)}
+
+
 def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """Negatives of the images ``x``, one each, in order: with several ``kinds`` the images are
     split into ``len(kinds)`` consecutive parts (the first ones one larger when it does not
@@ -104,5 +131,5 @@ def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Option
         if not len(idx):
             continue
         src = x[idx.to(x.device)] if len(kinds) > 1 else x
-        out.append(jigsaw(src, grid, generator) if kind == "jigsaw" else rotate(src, generator))
+        out.append(_MAKERS[kind](src, grid, generator))
     return torch.cat(out) if len(out) > 1 else out[0]

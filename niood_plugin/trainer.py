@@ -99,7 +99,7 @@ class InversionConfig:
                                        # class's mean ID feature (not in the report; 0 = off)
     jigsaw: float = 0.0                # negatives per ID image in each retraining batch, labelled garbage
                                        # (not in the report; 0 = off; see negatives.py)
-    negatives: str = "jigsaw"          # which negatives: jigsaw | rotate | jigsaw+rotate (split evenly)
+    negatives: str = "jigsaw"          # which negatives: jigsaw | rotate | warp, or several joined by + (split evenly)
     jigsaw_grid: int = 4               # tiles per side of a jigsaw negative
     jigsaw_from: int = 0               # first inversion epoch with negatives (0: from pre-training on;
                                        # late is better, see negatives.py)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from niood_plugin.negatives import check_jigsaw_grid, check_negatives, jigsaw, make_negatives, parse_kinds, rotate
+from niood_plugin import negatives
+from niood_plugin.negatives import check_jigsaw_grid, check_negatives, jigsaw, make_negatives, parse_kinds, rotate, warp
 
 
 def _tiles(img, grid):
@@ -73,3 +74,23 @@ def test_negative_kinds_are_checked():
         check_negatives(("rotate",), 4, (1, 8, 12))
     with pytest.raises(ValueError, match="does not divide"):
         check_negatives(("jigsaw", "rotate"), 5, (1, 8, 8))
+
+
+def test_warp_bends_each_image_its_own_way_and_keeps_the_background(monkeypatch):
+    x = torch.full((3, 1, 12, 16), -1.0)  # background at the normalised black
+    x[:, :, 4:8, 2:14] = 1.0  # a bar
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    out = warp(x, g())
+    assert out.shape == x.shape and torch.equal(out, warp(x, g()))  # repeatable from the generator
+    assert not torch.allclose(out, x, atol=0.1)  # moved
+    assert not torch.allclose(out[0], out[1], atol=0.1)  # a field per image
+    assert out.min() >= -1.0 - 1e-6 and out.max() <= 1.0 + 1e-6  # bilinear: no new intensities
+    flat = torch.full((2, 1, 12, 16), -1.0)
+    assert torch.allclose(warp(flat, g()), flat)  # border padding: no grey creeps in from outside
+    monkeypatch.setattr(negatives, "WARP_STRENGTH", 0.0)
+    assert torch.allclose(warp(x, g()), x, atol=1e-5)  # no displacement: the image itself
+    assert parse_kinds("jigsaw+warp") == ("jigsaw", "warp")
+    check_negatives(("warp",), 5, (1, 8, 12))  # any size
+    sq = torch.randn(3, 1, 8, 8)
+    gen = g()
+    assert torch.equal(make_negatives(sq, ("rotate", "warp"), 4, g()), torch.cat([rotate(sq[:2], gen), warp(sq[2:], gen)]))
