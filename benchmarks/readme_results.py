@@ -41,6 +41,11 @@ EXTRA_RUNS = {
                  "the main benchmark as it was before the Fashion-MNIST config got its `[hparams]` (results "
                  "copied from commit 67076af; the recorded command now runs those `[hparams]`, the script "
                  "given here overrides them back to the defaults, same cache key, so the same models)"),
+    "jigsaw1": ("ours, late jigsaw recipe, one negative per image (previous main run)",
+                "bash benchmarks/run_fashionmnist.sh --set negatives=jigsaw --out benchmarks/results/jigsaw1-fashionmnist",
+                "the main Fashion-MNIST benchmark before its config switched to warped negatives (`jigsaw=1 "
+                "jigsaw_from=9 novelty=1 weighted_ce=false`; results copied from commit 619131b, when the recorded "
+                "command ran these settings; the script given here runs them now, same cache key)"),
     "novelty": ("ours + novelty term (fast preset, 10 epochs)", "bash benchmarks/run_variant.sh novelty",
                 "the fast preset at 10 epochs (the main runs' settings without the Fashion-MNIST config's "
                 "`[hparams]`) plus `novelty=1` (not in the report; README \"The novelty term\"). The "
@@ -117,7 +122,7 @@ def id_section(name: str) -> str:
             rows.append(_row(label, f"{key[0]} / {key[1]}", groups[key], p["methods"][key[0]], oods))
 
     add([k for k in present if k[0] == "inversion"])
-    for stem in ("defaults", "jigsaw", "novelty"):  # the other runs of our method go right after the main one
+    for stem in ("jigsaw1", "defaults", "jigsaw", "novelty"):  # the other runs of our method go right after the main one
         rows += extra_rows(stem, extra[stem], oods)
     add([k for k in present if k[0] != "inversion"])
     cmd = p.get("command", "")

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   novelty) sets=(--set novelty=1 --set jigsaw=0 --set weighted_ce=true) ;;  # without the FMNIST config's negatives
-  jigsaw) sets=(--set jigsaw=0.5 --set jigsaw_from=9 --set novelty=1 --set weighted_ce=false) ;;
+  jigsaw) sets=(--set jigsaw=0.5 --set negatives=jigsaw --set jigsaw_from=9 --set novelty=1 --set weighted_ce=false) ;;
   negatives) sets=(--set jigsaw=4 --set negatives=jigsaw+rotate --set jigsaw_from=9 --set novelty=1
                    --set weighted_ce=false) ;;
   *) echo "usage: $0 novelty|jigsaw|negatives" >&2; exit 2 ;;

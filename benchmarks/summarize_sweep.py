@@ -40,8 +40,8 @@ COMMANDS = {  # file stem -> the sweep.py arguments that wrote it (GPU files: pl
                               "--branch-at 8, its base run slowed by a stray second copy for 13 min; "
                               "jigsaw0.5-from9-s0 also whole, without --ckpt-dir; a resumed row's train s "
                               "counts only the epochs after the one it resumed from; the jigsaw > 1 and rotate "
-                              "rows, and the negatives_spare row: --only <a few settings of seeds 0-2>, each resumed after "
-                              "epoch 8)",
+                              "rows, the negatives_spare row and the warp rows: --only <a few settings of seeds 0-2>, each "
+                              "resumed after epoch 8, or after epoch 9 for recipe-warp1-from10)",
 }
 
 

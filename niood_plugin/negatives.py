@@ -25,7 +25,8 @@ A warped image (:func:`warp`) moves every pixel along a smooth random displaceme
 ``WARP_CELLS x WARP_CELLS`` grid of Gaussian offsets, ``WARP_STRENGTH`` of the half-width, upsampled
 bicubically): strokes and textures stay continuous, so there are no seams to learn, but the
 outline bends into shapes no ID class has.  Straps and edges come out as free curves, the part of
-the input space where a garment classifier sends handwritten digits.
+the input space where a garment classifier sends handwritten digits (README "Warped
+negatives" has the measurements).
 
 Some objects look the same on their side (a bag, the digit 0), and a few jigsaw images still
 look like their source.  With ``InversionConfig.negatives_spare`` below 1, the trainer leaves a
