@@ -16,7 +16,8 @@ One call of :meth:`InversionTrainer.fit` runs
    c. **garbage** – the last step's samples go into the garbage pool;
    d. **retraining** – one epoch on ID + garbage with class-balanced weighted CE, the
       weights recomputed from the current class counts (with ``jigsaw > 0``, not in the
-      report, each batch's garbage also gets ``jigsaw`` tile-shuffled copies per ID image,
+      report, each batch's garbage also gets ``jigsaw`` negatives per ID image: tile-shuffled,
+      quarter-turned or warped copies (``negatives``),
       a fraction of them or, above 1, several each: see :mod:`~.negatives`).
 
 Every epoch ends with an optional atomic checkpoint; ``fit(..., resume=path)`` continues
