@@ -42,6 +42,8 @@ COMMANDS = {  # file stem -> the sweep.py arguments that wrote it (GPU files: pl
                               "counts only the epochs after the one it resumed from; the jigsaw > 1 and rotate "
                               "rows, the negatives_spare row and the warp rows: --only <a few settings of seeds 0-2>, each "
                               "resumed after epoch 8, or after epoch 9 for recipe-warp1-from10)",
+    # CPU, MNIST-ID: warped negatives on the defaults (whole run, alone, 2 threads)
+    "mnist-warp-cpu": "--id mnist --grid jigsaw-late --only warp1-from9-s1",
 }
 
 

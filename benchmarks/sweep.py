@@ -146,6 +146,8 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                            "recipe-warp1-spare0.5": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp",
                                                      "negatives_spare": 0.5},
                            "recipe-warp1-from10": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 10, "negatives": "warp"},
+                           # tenth sweep (--id mnist): warped negatives on the library defaults, for digits
+                           "warp1-from9": {"jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp"},
                            "unweighted": {"weighted_ce": False},
                            "unweighted-jigsaw0.5-from9": {"weighted_ce": False, "jigsaw": 0.5, "jigsaw_from": 9},
                            "unweighted-jigsaw1-from9": {"weighted_ce": False, "jigsaw": 1.0, "jigsaw_from": 9}},
