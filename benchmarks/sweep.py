@@ -48,6 +48,7 @@ def _seeds(variants: dict[str, dict[str, Any]], seeds: dict[str, tuple[int, ...]
 
 
 _RECIPE_BASE = {"novelty": 1.0, "weighted_ce": False}  # the recipe without its negatives
+_RECIPE_WARP = {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp"}  # the FMNIST benchmark's
 
 
 _COMMON = {
@@ -137,15 +138,12 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                            "recipe-jigsaw2-rotate2-spare0.5": {**_RECIPE_BASE, "jigsaw": 4.0, "jigsaw_from": 9,
                                                                "negatives": "jigsaw+rotate", "negatives_spare": 0.5},
                            # ninth sweep: ID images bent along a smooth random field (warp), alone and beside jigsaw
-                           "recipe-warp1": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp"},
-                           "recipe-jigsaw1-warp1": {**_RECIPE_BASE, "jigsaw": 2.0, "jigsaw_from": 9,
-                                                    "negatives": "jigsaw+warp"},
-                           "recipe-warp0.5": {**_RECIPE_BASE, "jigsaw": 0.5, "jigsaw_from": 9, "negatives": "warp"},
-                           "recipe-warp1-headonly": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp",
-                                                     "jigsaw_head_only": True},
-                           "recipe-warp1-spare0.5": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp",
-                                                     "negatives_spare": 0.5},
-                           "recipe-warp1-from10": {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 10, "negatives": "warp"},
+                           "recipe-warp1": _RECIPE_WARP,
+                           "recipe-jigsaw1-warp1": {**_RECIPE_WARP, "jigsaw": 2.0, "negatives": "jigsaw+warp"},
+                           "recipe-warp0.5": {**_RECIPE_WARP, "jigsaw": 0.5},
+                           "recipe-warp1-headonly": {**_RECIPE_WARP, "jigsaw_head_only": True},
+                           "recipe-warp1-spare0.5": {**_RECIPE_WARP, "negatives_spare": 0.5},
+                           "recipe-warp1-from10": {**_RECIPE_WARP, "jigsaw_from": 10},
                            # tenth sweep (--id mnist): warped negatives on the library defaults, for digits
                            "warp1-from9": {"jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp"},
                            "unweighted": {"weighted_ce": False},
