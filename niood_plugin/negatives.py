@@ -22,8 +22,8 @@ that is out-of-distribution too, and unlike a jigsaw image it has no seams.  Als
 Sinha et al.'s negative augmentations.
 
 A warped image (:func:`warp`) moves every pixel along a smooth random displacement field (a
-``WARP_CELLS x WARP_CELLS`` grid of Gaussian offsets, ``WARP_STRENGTH`` of the half-width, upsampled
-bicubically): strokes and textures stay continuous, so there are no seams to learn, but the
+``cells x cells`` grid of Gaussian offsets with standard deviation ``strength`` in units of the
+half-width, upsampled bicubically; ``InversionConfig.warp_cells`` and ``warp_strength``): strokes and textures stay continuous, so there are no seams to learn, but the
 outline bends into shapes no ID class has.  Straps and edges come out as free curves, the part of
 the input space where a garment classifier sends handwritten digits (README "Warped
 negatives" has the measurements).
@@ -43,8 +43,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 KINDS = ("jigsaw", "rotate", "warp")
-WARP_CELLS = 4       # control points per side of the displacement field
-WARP_STRENGTH = 0.5  # their standard deviation, in units of the half-width (grid_sample's [-1, 1])
+WARP_CELLS = 4       # default control points per side of the displacement field
+WARP_STRENGTH = 0.5  # default standard deviation of their offsets, in units of the half-width
+                     # (grid_sample's [-1, 1])
 
 
 def parse_kinds(spec: str) -> tuple[str, ...]:
@@ -55,6 +56,14 @@ def parse_kinds(spec: str) -> tuple[str, ...]:
         raise ValueError(f"negatives must be one of {KINDS} or several joined by '+', each once "
                          f"(e.g. 'jigsaw+rotate'), got {spec!r}")
     return kinds
+
+
+def check_warp(cells: int, strength: float) -> None:
+    """Raise ``ValueError`` unless ``cells`` >= 2 and ``strength`` >= 0 describe a displacement field."""
+    if not isinstance(cells, int) or isinstance(cells, bool) or cells < 2:
+        raise ValueError(f"warp_cells must be an int >= 2 (control points per side), got {cells!r}")
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not 0 <= strength < float("inf"):
+        raise ValueError(f"warp_strength must be a finite number >= 0 (offset std in half-widths), got {strength!r}")
 
 
 def check_negatives(kinds: Sequence[str], grid: int, image_shape: tuple[int, ...]) -> None:
@@ -105,12 +114,16 @@ def rotate(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     return torch.where(left, x.rot90(1, dims=(2, 3)), x.rot90(-1, dims=(2, 3)))
 
 
-def warp(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Each image of ``x`` [B, C, H, W] resampled along its own smooth random displacement field
-    (drawn on the CPU from ``generator``); pixels pulled from outside the image repeat the border,
-    so the background stays whatever value the normalisation gives it."""
+def warp(x: Tensor, generator: Optional[torch.Generator] = None, cells: int = WARP_CELLS,
+         strength: float = WARP_STRENGTH) -> Tensor:
+    """Each image of ``x`` [B, C, H, W] resampled along its own smooth random displacement field:
+    a ``cells x cells`` grid of offsets, normal with standard deviation ``strength`` (in units of
+    the half-width), drawn on the CPU from ``generator`` and upsampled bicubically.  Pixels pulled
+    from outside the image repeat the border, so the background stays whatever value the
+    normalisation gives it."""
+    check_warp(cells, strength)
     b, _, h, w = x.shape
-    offsets = torch.randn(b, 2, WARP_CELLS, WARP_CELLS, generator=generator) * WARP_STRENGTH
+    offsets = torch.randn(b, 2, cells, cells, generator=generator) * strength
     field = F.interpolate(offsets.to(x.device), size=(h, w), mode="bicubic", align_corners=True)
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
                             indexing="ij")
@@ -118,19 +131,22 @@ def warp(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 
-_MAKERS = {"jigsaw": lambda x, grid, g: jigsaw(x, grid, g), "rotate": lambda x, grid, g: rotate(x, g),
-           "warp": lambda x, grid, g: warp(x, g)}
+_MAKERS = {"jigsaw": lambda x, grid, g, cells, strength: jigsaw(x, grid, g),
+           "rotate": lambda x, grid, g, cells, strength: rotate(x, g),
+           "warp": lambda x, grid, g, cells, strength: warp(x, g, cells, strength)}
 
 
-def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Optional[torch.Generator] = None,
+                   warp_cells: int = WARP_CELLS, warp_strength: float = WARP_STRENGTH) -> Tensor:
     """Negatives of the images ``x``, one each, in order: with several ``kinds`` the images are
     split into ``len(kinds)`` consecutive parts (the first ones one larger when it does not
-    divide, as ``Tensor.tensor_split``), the first part gets the first kind, and so on."""
+    divide, as ``Tensor.tensor_split``), the first part gets the first kind, and so on.  ``grid``
+    is the jigsaw's tiles per side; ``warp_cells`` and ``warp_strength`` shape the warp's field."""
     parts = torch.arange(x.shape[0]).tensor_split(len(kinds))
     out = []
     for kind, idx in zip(kinds, parts):
         if not len(idx):
             continue
         src = x[idx.to(x.device)] if len(kinds) > 1 else x
-        out.append(_MAKERS[kind](src, grid, generator))
+        out.append(_MAKERS[kind](src, grid, generator, warp_cells, warp_strength))
     return torch.cat(out) if len(out) > 1 else out[0]

@@ -43,7 +43,7 @@ from .files import atomic_torch_save, load_checkpoint
 from .losses import InversionLossWeights, class_balanced_weights, inversion_loss, novelty_loss
 from .models import (CONDITIONINGS, as_channels_last, build_generator, check_feature_classifier,
                      generator_for_shape, to_channels_last)
-from .negatives import check_negatives, make_negatives, parse_kinds
+from .negatives import WARP_CELLS, WARP_STRENGTH, check_negatives, check_warp, make_negatives, parse_kinds
 from .pool import POLICIES, GarbagePool, dequantize, quantize
 from .presets import get_preset
 from .scores import per_class_metrics
@@ -107,6 +107,8 @@ class InversionConfig:
     jigsaw_head_only: bool = False     # negatives train the head only (no gradient into the features)
     negatives_spare: float = 1.0       # leave out a negative while the classifier gives its source class a
                                        # probability above this (1.0: keep all; see negatives.py)
+    warp_cells: int = WARP_CELLS       # warp negatives: control points per side of the displacement field
+    warp_strength: float = WARP_STRENGTH  # warp negatives: std of the offsets, in half-widths of the image
 
     def validate(self) -> None:
         InversionLossWeights(self.alpha, self.beta, self.gamma, self.delta)
@@ -124,6 +126,7 @@ class InversionConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         parse_kinds(self.negatives)
+        check_warp(self.warp_cells, self.warp_strength)
         spare = self.negatives_spare
         if not isinstance(spare, (int, float)) or isinstance(spare, bool) or not 0 < spare <= 1:
             raise ValueError(f"negatives_spare must be a probability in (0, 1] (1.0 keeps every negative), "
@@ -176,8 +179,12 @@ class InversionConfig:
             out.pop("negatives")
         if self.negatives_spare == 1.0:
             out.pop("negatives_spare")
+        if (self.warp_cells, self.warp_strength) == (WARP_CELLS, WARP_STRENGTH) or "warp" not in self.negatives:
+            out.pop("warp_cells")
+            out.pop("warp_strength")
         if not self.jigsaw or (epoch is not None and self.jigsaw_from > epoch):
-            for name in ("jigsaw", "negatives", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only", "negatives_spare"):
+            for name in ("jigsaw", "negatives", "jigsaw_grid", "jigsaw_from", "jigsaw_head_only", "negatives_spare",
+                         "warp_cells", "warp_strength"):
                 out.pop(name, None)
         return out
 
@@ -585,7 +592,8 @@ class InversionTrainer:
                 # Negatives of this batch's first images (jigsaw > 1: of all of them, cycled, each copy
                 # with its own tile order); per-class garbage: slot of the source class.
                 src = torch.arange(n_neg) % x.shape[0]
-                neg = make_negatives(x[src].to(self.device), kinds, cfg.jigsaw_grid, self._rng)
+                neg = make_negatives(x[src].to(self.device), kinds, cfg.jigsaw_grid, self._rng,
+                                     cfg.warp_cells, cfg.warp_strength)
                 g = torch.cat([g, neg])
                 g_slots = torch.cat([g_slots, self._slots_of(y[src].cpu())])
             xb = torch.cat([x.to(self.device), g])

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from niood_plugin import negatives
 from niood_plugin.negatives import check_jigsaw_grid, check_negatives, jigsaw, make_negatives, parse_kinds, rotate, warp
 
 
@@ -76,7 +75,7 @@ def test_negative_kinds_are_checked():
         check_negatives(("jigsaw", "rotate"), 5, (1, 8, 8))
 
 
-def test_warp_bends_each_image_its_own_way_and_keeps_the_background(monkeypatch):
+def test_warp_bends_each_image_its_own_way_and_keeps_the_background():
     x = torch.full((3, 1, 12, 16), -1.0)  # background at the normalised black
     x[:, :, 4:8, 2:14] = 1.0  # a bar
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
@@ -87,10 +86,18 @@ def test_warp_bends_each_image_its_own_way_and_keeps_the_background(monkeypatch)
     assert out.min() >= -1.0 - 1e-6 and out.max() <= 1.0 + 1e-6  # bilinear: no new intensities
     flat = torch.full((2, 1, 12, 16), -1.0)
     assert torch.allclose(warp(flat, g()), flat)  # border padding: no grey creeps in from outside
-    monkeypatch.setattr(negatives, "WARP_STRENGTH", 0.0)
-    assert torch.allclose(warp(x, g()), x, atol=1e-5)  # no displacement: the image itself
+    assert torch.allclose(warp(x, g(), strength=0.0), x, atol=1e-5)  # no displacement: the image itself
+    # a stronger field moves more; finer cells give the same image another shape
+    moved = lambda **kw: (warp(x, g(), **kw) - x).abs().mean()  # noqa: E731
+    assert moved(strength=0.1) < moved(strength=0.5) < moved(strength=1.0)
+    assert not torch.allclose(warp(x, g(), cells=8), out, atol=0.1)
+    with pytest.raises(ValueError, match="warp_cells"):
+        warp(x, g(), cells=1)
     assert parse_kinds("jigsaw+warp") == ("jigsaw", "warp")
     check_negatives(("warp",), 5, (1, 8, 12))  # any size
     sq = torch.randn(3, 1, 8, 8)
     gen = g()
     assert torch.equal(make_negatives(sq, ("rotate", "warp"), 4, g()), torch.cat([rotate(sq[:2], gen), warp(sq[2:], gen)]))
+    gen = g()
+    assert torch.equal(make_negatives(sq, ("warp",), 4, g(), warp_cells=3, warp_strength=0.2),
+                       warp(sq, gen, cells=3, strength=0.2))

@@ -90,6 +90,8 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
     (dict(jigsaw=0.5, negatives_spare=0.0), "negatives_spare must be a probability"),
     (dict(jigsaw=0.5, negatives_spare=1.5), "negatives_spare must be a probability"),
     (dict(jigsaw=0.5, jigsaw_grid=1), "jigsaw_grid must be an int >= 2"),
+    (dict(jigsaw=0.5, negatives="warp", warp_cells=1), "warp_cells must be an int >= 2"),
+    (dict(jigsaw=0.5, negatives="warp", warp_strength=-0.1), "warp_strength must be a finite number >= 0"),
     (dict(jigsaw=0.5, jigsaw_grid=5), "does not divide the image size"),
     (dict(jigsaw=0.5, jigsaw_from=3), "after the last epoch"),
 ])
@@ -246,6 +248,12 @@ def test_jigsaw_negatives_join_each_batch_as_garbage(digits28, monkeypatch, garb
     # the default kind keeps the keys of runs made before `negatives` existed; another kind is keyed
     assert "negatives" not in InversionConfig.from_preset("fast", jigsaw=0.5).identity()
     assert InversionConfig.from_preset("fast", jigsaw=0.5, negatives="rotate").identity()["negatives"] == "rotate"
+    # warp settings: keyed only when they differ from the defaults the committed runs used
+    warp = InversionConfig.from_preset("fast", jigsaw=0.5, negatives="warp")
+    assert "warp_strength" not in warp.identity() and "warp_cells" not in warp.identity()
+    strong = InversionConfig.from_preset("fast", jigsaw=0.5, negatives="warp", warp_strength=0.8, warp_cells=6)
+    assert (strong.identity()["warp_strength"], strong.identity()["warp_cells"]) == (0.8, 6)
+    assert "warp_strength" not in InversionConfig.from_preset("fast", jigsaw=0.5, warp_strength=0.8).identity()
 
 
 @pytest.mark.parametrize("garbage_classes", ["single", "per-class"])
