@@ -30,17 +30,30 @@ REPORT = {
 OOD_ALIASES = {"cifar10-jpeg": "cifar10"}
 
 # Inversion-only runs with other settings, committed under benchmarks/results/<stem>-<id>/:
-# stem -> (row label, the script that runs them, what differs from the report / the main run)
+# stem -> (row label, the script that runs them, what differs from the report / the main run); the
+# script and the text may be dicts keyed by the ID dataset
 EXTRA_RUNS = {
     "report-settings": ("ours, report's settings (scaled)", "benchmarks/run_report_settings.sh",
                         "scaled down from the report only in samples per inversion step (220, not 11,000) and "
                         "epochs (10, not 20)"),
     "defaults": ("ours, library defaults (fast preset, 10 epochs)",
-                 "bash benchmarks/run_fashionmnist.sh --set jigsaw=0 --set novelty=0 --set weighted_ce=true "
-                 "--out benchmarks/results/defaults-fashionmnist",
-                 "the main benchmark as it was before the Fashion-MNIST config got its `[hparams]` (results "
-                 "copied from commit 67076af; the recorded command now runs those `[hparams]`, the script "
-                 "given here overrides them back to the defaults, same cache key, so the same models)"),
+                 {"fashionmnist": "bash benchmarks/run_fashionmnist.sh --set jigsaw=0 --set novelty=0 "
+                                  "--set weighted_ce=true --out benchmarks/results/defaults-fashionmnist",
+                  "mnist": "bash benchmarks/run_mnist.sh --set jigsaw=0 --out benchmarks/results/defaults-mnist"},
+                 {"fashionmnist": "the main benchmark as it was before the Fashion-MNIST config got its `[hparams]` "
+                                  "(results copied from commit 67076af; the recorded command now runs those "
+                                  "`[hparams]`, the script given here overrides them back to the defaults, same "
+                                  "cache key, so the same models)",
+                  "mnist": "the main benchmark as it was before the MNIST config got its `[hparams]` (warped "
+                           "negatives; results copied from commit 57464e9, seed 1 as `defaults-mnist-seed1/`; the "
+                           "recorded command now runs those `[hparams]`, the script given here turns the negatives "
+                           "off again, same cache key, so the same models)"}),
+    "epochs10": ("ours, warped negatives, 10 epochs (previous main run)",
+                 "bash benchmarks/run_fashionmnist.sh --epochs 10 --set jigsaw_from=9 "
+                 "--out benchmarks/results/epochs10-fashionmnist",
+                 "the main Fashion-MNIST benchmark before its config went from 10 to 12 epochs (warped negatives "
+                 "in the last two epochs, `jigsaw_from=9`; results copied from commit 57464e9, seeds 1 and 2 as "
+                 "`epochs10-fashionmnist-seed1/`, `-seed2/`; the script given here runs these settings now)"),
     "jigsaw1": ("ours, late jigsaw recipe, one negative per image (previous main run)",
                 "bash benchmarks/run_fashionmnist.sh --set negatives=jigsaw --out benchmarks/results/jigsaw1-fashionmnist",
                 "the main Fashion-MNIST benchmark before its config switched to warped negatives (`jigsaw=1 "
@@ -122,7 +135,7 @@ def id_section(name: str) -> str:
             rows.append(_row(label, f"{key[0]} / {key[1]}", groups[key], p["methods"][key[0]], oods))
 
     add([k for k in present if k[0] == "inversion"])
-    for stem in ("jigsaw1", "defaults", "jigsaw", "novelty"):  # the other runs of our method go right after the main one
+    for stem in ("epochs10", "jigsaw1", "defaults", "jigsaw", "novelty"):  # the other runs of our method go right after the main one
         rows += extra_rows(stem, extra[stem], oods)
     add([k for k in present if k[0] != "inversion"])
     cmd = p.get("command", "")
@@ -136,6 +149,7 @@ def id_section(name: str) -> str:
     notes = "".join(f"- {n}\n" for n in p.get("notes", []))
     for stem, (label, script, what) in EXTRA_RUNS.items():
         q = extra[stem]
+        script, what = (v[name] if isinstance(v, dict) else v for v in (script, what))  # per dataset or shared
         if q is not None:
             notes += (f"- {label} rows: `{q['command']}` (`{script}`), same hardware, seed {q['config']['seed']}, "
                       f"total wall time {q['timings']['total_s'] / 60:.1f} min; {what}\n")
