@@ -48,7 +48,7 @@ def _seeds(variants: dict[str, dict[str, Any]], seeds: dict[str, tuple[int, ...]
 
 
 _RECIPE_BASE = {"novelty": 1.0, "weighted_ce": False}  # the recipe without its negatives
-_RECIPE_WARP = {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp"}  # the FMNIST benchmark's
+_RECIPE_WARP = {**_RECIPE_BASE, "jigsaw": 1.0, "jigsaw_from": 9, "negatives": "warp"}  # the 10-epoch FMNIST benchmark's
 
 
 _COMMON = {
