@@ -23,8 +23,9 @@ Sinha et al.'s negative augmentations.
 
 A warped image (:func:`warp`) moves every pixel along a smooth random displacement field (a
 ``cells x cells`` grid of Gaussian offsets with standard deviation ``strength`` in units of the
-half-width, upsampled bicubically; ``InversionConfig.warp_cells`` and ``warp_strength``): strokes and textures stay continuous, so there are no seams to learn, but the
-outline bends into shapes no ID class has.  Straps and edges come out as free curves, the part of
+half-width, upsampled bicubically; ``InversionConfig.warp_cells`` and ``warp_strength``):
+strokes and textures stay continuous, so there are no seams to learn, but the outline bends
+into shapes no ID class has.  Straps and edges come out as free curves, the part of
 the input space where a garment classifier sends handwritten digits (README "Warped
 negatives" has the measurements).
 
