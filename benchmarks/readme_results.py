@@ -151,7 +151,7 @@ def id_section(name: str) -> str:
         q = extra[stem]
         script, what = (v[name] if isinstance(v, dict) else v for v in (script, what))  # per dataset or shared
         if q is not None:
-            notes += (f"- {label} rows: `{q['command']}` (`{script}`), same hardware, seed {q['config']['seed']}, "
+            notes += (f"- {label} rows: `{q['command']}` (`{script}`), {_machine(q)}, seed {q['config']['seed']}, "
                       f"total wall time {q['timings']['total_s'] / 60:.1f} min; {what}\n")
     return head + md_table(header, rows) + "\n\n" + notes
 
@@ -177,8 +177,15 @@ def seeds_section(name: str) -> str:
                        f"{best[1]} {_mean([r['auroc'] for r in g[best].values()]):.4f}",
                        f"{p['timings']['total_s'] / 60:.1f}"])
     cmds = "; ".join(f"`{p['command']}`" for _, p in loaded[1:])
-    return (f"**{name}, other seeds**: the same benchmark with `--seed` ({cmds}), same hardware, "
+    return (f"**{name}, other seeds**: the same benchmark with `--seed` ({cmds}), {_machine(loaded[0][1])}, "
             "our model (inversion) scored by UE and by its garbage probability:\n\n" + md_table(header, rows) + "\n")
+
+
+def _machine(p: dict) -> str:
+    """Where run ``p`` ran, as its results.json records it.  Machines with the same description
+    differ in speed (README "Results"), so wall times compare only within one session."""
+    env = p["environment"]
+    return f"{env['cpu']}, {env['cpu_count']} cores"
 
 
 def _load(path: Path) -> Optional[dict]:

@@ -139,6 +139,8 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
 @click.option("--preset", help="Preset of the models (must match the cached run).")
 @click.option("--epochs", type=int)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Trainer hyperparameter override, as for `run` (must match the cached run).")
 @click.option("--data-root", type=click.Path(file_okay=False), envvar="NIOOD_DATA")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Trained models (default <out>/models).")
@@ -149,7 +151,7 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--quiet", "-q", is_flag=True)
 @_user_errors
 def attack(config_file, id_, start, norm, eps, steps, lr, n_attack, adaptive, methods, detectors, preset, epochs,
-           data_root, out, cache_dir, device, seed, test_limit, train_missing, quiet) -> None:
+           sets, data_root, out, cache_dir, device, seed, test_limit, train_missing, quiet) -> None:
     """AUROC of each method x detector when OOD images are attacked (source 004)."""
     from .bench.attack_bench import attack_table, run_attack_bench
     from .bench.config import BenchConfig, apply, load_config_file
@@ -162,7 +164,10 @@ def attack(config_file, id_, start, norm, eps, steps, lr, n_attack, adaptive, me
     flags = {"id": id_, "methods": _csv(methods), "detectors": _csv(detectors), "preset": preset, "epochs": epochs,
              "data_root": data_root, "out": out, "cache_dir": cache_dir, "device": device, "seed": seed,
              "test_limit": test_limit}
-    cfg = apply(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if sets:
+        flags["hparams"] = {**cfg.hparams, **_parse_sets(sets)}
+    cfg = apply(cfg, flags, "command line")
     try:
         eps_list = [float(e) for e in eps.split(",") if e.strip()]
     except ValueError as exc:

@@ -134,3 +134,8 @@ def test_attack_command_reuses_cached_models(smoke_run, tmp_path):
     assert {r["eps"] for r in payload["results"]} == {0.0, 1.0}
     assert (out / "attack_inversion.png").is_file()
     assert "smallest eps" in result.output
+    # --set reaches the cache key: other hyperparameters name a model that was never trained
+    other = CliRunner().invoke(main, ["attack", "--config", str(cfg), "--start", "uniform", "--eps", "0",
+                                      "--steps", "1", "--n", "8", "--test-limit", "20", "--quiet",
+                                      "--detectors", "msp", "--method", "inversion", "--set", "novelty=1"])
+    assert other.exit_code != 0 and "no cached inversion model" in other.output
