@@ -102,9 +102,7 @@ def run(config_file, id_, ood, methods, detectors, epochs, preset, data_root, ou
         cfg = apply(cfg, {k: v for k, v in SMOKE.items() if k not in flags}, "smoke preset")
     if "id" in flags and "out" not in flags and not config_file:
         flags["out"] = f"runs/{flags['id']}"
-    if sets:
-        flags["hparams"] = {**cfg.hparams, **_parse_sets(sets)}
-    cfg = apply(cfg, flags, "command line")
+    cfg = apply(cfg, _with_sets(flags, cfg, sets), "command line")
     command = "niood-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     payload = run_bench(cfg, progress=not quiet, resume=resume, command=command)
     click.echo(summary_table(payload["results"], payload["methods"]))
@@ -123,6 +121,11 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
         key, value = item.split("=", 1)
         out[key.strip()] = yaml.safe_load(value)
     return out  # checked with the rest of the configuration by bench.runner.validate
+
+
+def _with_sets(flags: dict[str, Any], cfg: Any, sets: tuple[str, ...]) -> dict[str, Any]:
+    """``flags`` plus, with ``--set`` options, ``hparams``: the configuration's, overridden by them."""
+    return {**flags, "hparams": {**cfg.hparams, **_parse_sets(sets)}} if sets else flags
 
 
 @main.command()
@@ -164,10 +167,7 @@ def attack(config_file, id_, start, norm, eps, steps, lr, n_attack, adaptive, me
     flags = {"id": id_, "methods": _csv(methods), "detectors": _csv(detectors), "preset": preset, "epochs": epochs,
              "data_root": data_root, "out": out, "cache_dir": cache_dir, "device": device, "seed": seed,
              "test_limit": test_limit}
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if sets:
-        flags["hparams"] = {**cfg.hparams, **_parse_sets(sets)}
-    cfg = apply(cfg, flags, "command line")
+    cfg = apply(cfg, _with_sets({k: v for k, v in flags.items() if v is not None}, cfg, sets), "command line")
     try:
         eps_list = [float(e) for e in eps.split(",") if e.strip()]
     except ValueError as exc:

@@ -37,6 +37,7 @@ negative to this classifier, and labelling it garbage would teach it to reject r
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Sequence
 
 import torch
@@ -132,22 +133,19 @@ def warp(x: Tensor, generator: Optional[torch.Generator] = None, cells: int = WA
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 
-_MAKERS = {"jigsaw": lambda x, grid, g, cells, strength: jigsaw(x, grid, g),
-           "rotate": lambda x, grid, g, cells, strength: rotate(x, g),
-           "warp": lambda x, grid, g, cells, strength: warp(x, g, cells, strength)}
-
-
 def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Optional[torch.Generator] = None,
                    warp_cells: int = WARP_CELLS, warp_strength: float = WARP_STRENGTH) -> Tensor:
     """Negatives of the images ``x``, one each, in order: with several ``kinds`` the images are
     split into ``len(kinds)`` consecutive parts (the first ones one larger when it does not
     divide, as ``Tensor.tensor_split``), the first part gets the first kind, and so on.  ``grid``
     is the jigsaw's tiles per side; ``warp_cells`` and ``warp_strength`` shape the warp's field."""
+    makers = {"jigsaw": partial(jigsaw, grid=grid), "rotate": rotate,
+              "warp": partial(warp, cells=warp_cells, strength=warp_strength)}
     parts = torch.arange(x.shape[0]).tensor_split(len(kinds))
     out = []
     for kind, idx in zip(kinds, parts):
         if not len(idx):
             continue
         src = x[idx.to(x.device)] if len(kinds) > 1 else x
-        out.append(_MAKERS[kind](src, grid, generator, warp_cells, warp_strength))
+        out.append(makers[kind](src, generator=generator))
     return torch.cat(out) if len(out) > 1 else out[0]

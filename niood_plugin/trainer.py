@@ -179,7 +179,8 @@ class InversionConfig:
             out.pop("negatives")
         if self.negatives_spare == 1.0:
             out.pop("negatives_spare")
-        if (self.warp_cells, self.warp_strength) == (WARP_CELLS, WARP_STRENGTH) or "warp" not in self.negatives:
+        at_defaults = (self.warp_cells, self.warp_strength) == (WARP_CELLS, WARP_STRENGTH)
+        if at_defaults or "warp" not in parse_kinds(self.negatives):
             out.pop("warp_cells")
             out.pop("warp_strength")
         if not self.jigsaw or (epoch is not None and self.jigsaw_from > epoch):
