@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import logging
 
+from .callbacks import Callback, SampleGrid
+from .config import InversionConfig
 from .detector import UEDetector
-from .trainer import InversionConfig, InversionTrainer
+from .negatives import Negatives
+from .trainer import InversionTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["InversionConfig", "InversionTrainer", "UEDetector", "__version__"]
+__all__ = ["Callback", "InversionConfig", "InversionTrainer", "Negatives", "SampleGrid", "UEDetector", "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -134,8 +134,7 @@ class UEDetector(LogitsDetector):
         p_g = torch.softmax(logits, dim=1)[:, g]
         if variant == "garbage":
             return p_g
-        keep = [i for i in range(n) if i != g]
-        ue_id = ue_from_probs(torch.softmax(logits[:, keep], dim=1))
+        ue_id = ue_from_probs(torch.softmax(id_logits(logits, g), dim=1))
         if variant == "id":
             return ue_id
         return 1.0 - (1.0 - p_g) * (1.0 - ue_id)

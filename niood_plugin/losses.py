@@ -113,18 +113,3 @@ def novelty_loss(features: Tensor, labels: Tensor, class_means: Tensor) -> Tenso
         return features.new_zeros(())
     f = F.normalize(features[mask].float(), dim=1)
     return (f * class_means[labels[mask]]).sum(1).mean()
-
-
-def class_balanced_weights(counts: Tensor) -> Tensor:
-    """``w_c = N / (C * n_c)`` (scikit-learn's ``class_weight="balanced"``) from class counts.
-
-    Classes with no examples get weight 0 (they never appear in the loss).
-    """
-    counts = counts.to(torch.float64)
-    present = counts > 0
-    n_present = int(present.sum())
-    if n_present == 0:
-        raise ValueError("class_balanced_weights: every class count is 0")
-    weights = torch.zeros_like(counts)
-    weights[present] = counts.sum() / (n_present * counts[present])
-    return weights.to(torch.float32)

@@ -1,48 +1,40 @@
-"""Negative augmentations: ID images made out-of-distribution, for the garbage class.
+"""Negative augmentations: ID images made out-of-distribution, as a garbage source.
 
-Not in the report; opt-in through ``InversionConfig.jigsaw`` (how many per ID image) and
-``InversionConfig.negatives`` (which kinds: ``"jigsaw"``, ``"rotate"``, ``"warp"`` or several).  A jigsaw
-image cuts an ID image into a ``grid x grid`` mesh of tiles and shuffles them: the local
-statistics (strokes, edges, textures, intensity) stay in-distribution, the global shape does
-not.  Labelled as garbage,
-such images teach the classifier that ID-looking parts are not enough, which generated and
-noise garbage do not.  Jigsaw is one of the "negative data augmentations" of Sinha et al.,
-*Negative Data Augmentation*, ICLR 2021.
+Not in the report.  :class:`Negatives` is the recipe, passed to the trainer as one object::
 
-When they join matters (``InversionConfig.jigsaw_from``).  From the first epoch on, the
-classifier learns to tell jigsaw images from ID images by cues of their own (our guess: the
-seams between tiles), and the garbage class does not catch other datasets any better.  Added
-in the last epochs of training, when the ID features are learned, the negatives are told apart
-by those features, "no coherent ID object", which also holds for other datasets.  README
-"Jigsaw negatives" has the measurements.
+    InversionTrainer(clf, 10, (1, 28, 28), negatives=Negatives("warp", per_image=1, last_epochs=2))
 
-A rotated image (a quarter turn either way, :func:`rotate`) keeps every stroke and the whole
-object but turns it on its side: for datasets whose objects stand upright (garments, digits)
-that is out-of-distribution too, and unlike a jigsaw image it has no seams.  Also one of
-Sinha et al.'s negative augmentations.
+Each retraining batch then gets ``per_image`` negatives per ID image (a fraction, or several
+each above 1), labelled as garbage, in the last ``last_epochs`` epochs (``None``: every epoch,
+pre-training included).  Kinds, alone or joined by ``+`` (the batch is split evenly):
 
-A warped image (:func:`warp`) moves every pixel along a smooth random displacement field (a
-``cells x cells`` grid of Gaussian offsets with standard deviation ``strength`` in units of the
-half-width, upsampled bicubically; ``InversionConfig.warp_cells`` and ``warp_strength``):
-strokes and textures stay continuous, so there are no seams to learn, but the outline bends
-into shapes no ID class has.  Straps and edges come out as free curves, the part of
-the input space where a garment classifier sends handwritten digits (README "Warped
-negatives" has the measurements).
+* ``"warp"`` (:func:`warp`, our recommendation): every pixel moves along a smooth random
+  displacement field (a ``warp_cells x warp_cells`` grid of Gaussian offsets with standard
+  deviation ``warp_strength`` half-widths, upsampled bicubically).  Strokes and textures stay
+  continuous, so there are no seams to learn, but the outline bends into shapes no ID class
+  has: the part of the input space where a garment classifier sends handwritten digits.
+* ``"jigsaw"`` (:func:`jigsaw`): the image cut into ``grid x grid`` tiles, shuffled.  Local
+  statistics stay in-distribution, the global shape does not (Sinha et al., *Negative Data
+  Augmentation*, ICLR 2021).
+* ``"rotate"`` (:func:`rotate`): a quarter turn either way; out-of-distribution for objects
+  that stand upright (garments, digits).
 
-Some objects look the same on their side (a bag, the digit 0), and a few jigsaw images still
-look like their source.  With ``InversionConfig.negatives_spare`` below 1, the trainer leaves a
-negative out of the loss while the classifier gives its source class a probability above that
-threshold (read from the same forward pass, so it costs nothing): such an image is not a
-negative to this classifier, and labelling it garbage would teach it to reject real ones.
+When they join matters: from the first epoch on, the classifier learns to tell negatives from
+ID images by cues of their own (seams, for jigsaw); added in the last epochs, when the ID
+features are learned, they are told apart by "no coherent ID object", which also holds for
+other datasets.  The docs' research notes have the measurements.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .validation import Interval, validate_params
 
 KINDS = ("jigsaw", "rotate", "warp")
 WARP_CELLS = 4       # default control points per side of the displacement field
@@ -149,3 +141,83 @@ def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Option
         src = x[idx.to(x.device)] if len(kinds) > 1 else x
         out.append(makers[kind](src, generator=generator))
     return torch.cat(out) if len(out) > 1 else out[0]
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """A garbage source of transformed ID images (see the module docstring).
+
+    :param kinds: ``"warp"``, ``"jigsaw"``, ``"rotate"``, or several joined by ``+``
+    :param per_image: negatives per ID image in each retraining batch (0.5: half the batch;
+        2: two each, each with its own random transform)
+    :param last_epochs: use them in the last this many inversion epochs only; ``None``: in
+        every epoch, pre-training included
+    :param grid: jigsaw tiles per side (must divide the image height and width)
+    :param warp_cells: control points per side of the warp's displacement field
+    :param warp_strength: standard deviation of the warp's offsets, in half-widths
+    """
+
+    kinds: str = "warp"
+    per_image: float = 1.0
+    last_epochs: Optional[int] = None
+    grid: int = 4
+    warp_cells: int = WARP_CELLS
+    warp_strength: float = WARP_STRENGTH
+
+    def __post_init__(self) -> None:
+        validate_params(self.to_dict(), NEGATIVES_CONSTRAINTS, "Negatives")
+
+    @property
+    def kind_list(self) -> tuple[str, ...]:
+        return parse_kinds(self.kinds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self, image_shape: tuple[int, ...], epochs: int) -> None:
+        """Raise ``ValueError`` unless every kind can be made for ``image_shape`` (C, H, W) and
+        ``last_epochs`` fits in ``epochs``."""
+        check_negatives(self.kind_list, self.grid, image_shape)
+        if self.last_epochs is not None and self.last_epochs > epochs:
+            raise ValueError(f"Negatives(last_epochs={self.last_epochs}) is more than the run's {epochs} epochs: "
+                             "lower it, or use last_epochs=None for every epoch")
+
+    def active(self, epoch: int, epochs: int) -> bool:
+        """Whether negatives join inversion epoch ``epoch`` (1-based; 0 is pre-training) of ``epochs``."""
+        if self.last_epochs is None:
+            return True
+        return epoch >= 1 and epoch > epochs - self.last_epochs
+
+    def count(self, n: int) -> int:
+        """Negatives for a batch of ``n`` ID images."""
+        return round(self.per_image * n)
+
+    def make(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        """``count(len(x))`` negatives of the ID batch ``x``: of its first images (of all of them,
+        cycled, when ``per_image > 1``; each copy with its own random transform)."""
+        src = torch.arange(self.count(x.shape[0])) % x.shape[0]
+        return make_negatives(x[src], self.kind_list, self.grid, generator, self.warp_cells, self.warp_strength)
+
+
+class _Kinds:
+    """Constraint: a ``+``-joined list of known kinds, each once."""
+
+    def accepts(self, value: Any) -> bool:
+        try:
+            parse_kinds(value)
+        except ValueError:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        return f"one of {KINDS} or several joined by '+' (e.g. 'warp+jigsaw')"
+
+
+NEGATIVES_CONSTRAINTS: dict[str, list] = {
+    "kinds": [_Kinds()],
+    "per_image": [Interval(float, 0, None, closed="neither")],
+    "last_epochs": [Interval(int, 1, None), None],
+    "grid": [Interval(int, 2, None)],
+    "warp_cells": [Interval(int, 2, None)],
+    "warp_strength": [Interval(float, 0, None)],
+}

@@ -11,8 +11,6 @@ a quarter of float32's memory: the report's MNIST schedule (20 x 11,000 images) 
 
 ``capacity=None`` is only allowed with ``"all"``, and means unbounded on purpose.
 
-Each image carries a small integer *slot* (default 0): which garbage class it belongs to when
-the classifier has several (one per in-distribution class, ``garbage_classes="per-class"``).
 """
 from __future__ import annotations
 
@@ -51,7 +49,6 @@ class GarbagePool:
         self._next = 0         # FIFO write position
         self._rng = torch.Generator().manual_seed(seed)
         self._buf = torch.empty((capacity or 0, *self.image_shape), dtype=torch.uint8)
-        self._slots = torch.zeros(capacity or 0, dtype=torch.int16)
 
     def __len__(self) -> int:
         return self._size
@@ -65,24 +62,14 @@ class GarbagePool:
             return
         new = torch.empty((max(need, 2 * self._buf.shape[0]), *self.image_shape), dtype=torch.uint8)
         new[: self._size] = self._buf[: self._size]
-        slots = torch.zeros(new.shape[0], dtype=torch.int16)
-        slots[: self._size] = self._slots[: self._size]
-        self._buf, self._slots = new, slots
+        self._buf = new
 
-    def add(self, images: Tensor, slots: Tensor | None = None) -> None:
-        """Offer a batch ``[B, *image_shape]`` of images in [-1, 1], with their garbage slots ``[B]``."""
+    def add(self, images: Tensor) -> None:
+        """Offer a batch ``[B, *image_shape]`` of images in [-1, 1]."""
         if tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"pool holds images of shape {self.image_shape}, got {tuple(images.shape[1:])}")
         q = quantize(images.cpu())
         n = q.shape[0]
-        if slots is None:
-            s = torch.zeros(n, dtype=torch.int16)
-        else:
-            if slots.shape != (n,):
-                raise ValueError(f"slots must have shape ({n},), got {tuple(slots.shape)}")
-            if n and (int(slots.min()) < 0 or int(slots.max()) > torch.iinfo(torch.int16).max):
-                raise ValueError(f"slots must lie in [0, 32767], got [{int(slots.min())}, {int(slots.max())}]")
-            s = slots.cpu().to(torch.int16)
         if self.policy == "all":
             if self.capacity is not None and self._size + n > self.capacity:
                 raise RuntimeError(
@@ -91,27 +78,24 @@ class GarbagePool:
                 )
             self._grow(self._size + n)
             self._buf[self._size: self._size + n] = q
-            self._slots[self._size: self._size + n] = s
             self._size += n
         elif self.policy == "fifo":
             cap = self.capacity
-            q, s = q[-cap:], s[-cap:]
+            q = q[-cap:]
             idx = (self._next + torch.arange(q.shape[0])) % cap
             self._buf[idx] = q
-            self._slots[idx] = s
             self._next = int((self._next + q.shape[0]) % cap)
             self._size = min(cap, self._size + q.shape[0])
         else:
-            self._add_reservoir(q, s)
+            self._add_reservoir(q)
         self.seen += n
 
-    def _add_reservoir(self, q: Tensor, s: Tensor) -> None:
+    def _add_reservoir(self, q: Tensor) -> None:
         cap = self.capacity
         n = q.shape[0]
         free = max(0, min(n, cap - self._size))
         if free:
             self._buf[self._size: self._size + free] = q[:free]
-            self._slots[self._size: self._size + free] = s[:free]
             self._size += free
         if free == n:
             return
@@ -125,7 +109,6 @@ class GarbagePool:
             last: dict[int, int] = dict(zip(slots.tolist(), items.tolist()))
             dst, src = torch.tensor(list(last.keys())), torch.tensor(list(last.values()))
             self._buf[dst] = q[src]
-            self._slots[dst] = s[src]
 
     def images(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """All stored images, dequantized to [-1, 1]."""
@@ -135,13 +118,8 @@ class GarbagePool:
         """All stored images as uint8 (no copy)."""
         return self._buf[: self._size]
 
-    def slots(self) -> Tensor:
-        """The garbage slot of every stored image, int64 ``[len(self)]``."""
-        return self._slots[: self._size].long()
-
     def state_dict(self) -> dict:
-        return {"images": self.raw().clone(), "slots": self._slots[: self._size].clone(),
-                "seen": self.seen, "next": self._next,
+        return {"images": self.raw().clone(), "seen": self.seen, "next": self._next,
                 "capacity": -1 if self.capacity is None else self.capacity, "policy": self.policy,
                 "rng": self._rng.get_state()}
 
@@ -156,7 +134,6 @@ class GarbagePool:
         self._size = 0
         self._grow(images.shape[0])
         self._buf[: images.shape[0]] = images
-        self._slots[: images.shape[0]] = state.get("slots", torch.zeros(images.shape[0], dtype=torch.int16))
         self._size = images.shape[0]
         self.seen, self._next = int(state["seen"]), int(state["next"])
         self._rng.set_state(state["rng"])

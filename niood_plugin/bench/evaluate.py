@@ -14,6 +14,7 @@ from pytorch_ood.metrics import OODMetrics
 from torch import Tensor
 
 from ..data import TensorData
+from ..training import id_logits
 from .detectors import ScoringDetector
 from .methods import TrainedModel
 
@@ -35,13 +36,6 @@ def represent(tm: TrainedModel, data: TensorData, batch_size: int, device: torch
     return Representation(torch.cat(feats), torch.cat(logits))
 
 
-def id_logits(tm: TrainedModel, logits: Tensor) -> Tensor:
-    if tm.garbage_index is None:
-        return logits
-    g = tm.garbage_index % logits.shape[1]
-    return torch.cat([logits[:, :g], logits[:, g + 1:]], dim=1)
-
-
 def score(sd: ScoringDetector, tm: TrainedModel, data: TensorData, rep: Representation, batch_size: int,
           device: torch.device) -> np.ndarray:
     """Outlier scores (higher = more OOD) of ``sd`` on ``data``."""
@@ -49,7 +43,7 @@ def score(sd: ScoringDetector, tm: TrainedModel, data: TensorData, rep: Represen
     if sd.feed == "full-logits":
         s = det.predict_logits(rep.logits)
     elif sd.feed == "id-logits":
-        s = det.predict_logits(id_logits(tm, rep.logits))
+        s = det.predict_logits(id_logits(rep.logits, tm.garbage_index))
     elif sd.feed == "features":
         s = det.predict_features(rep.features.to(device))
     else:

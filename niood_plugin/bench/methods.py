@@ -17,19 +17,23 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..callbacks import SampleGrid
+from ..config import InversionConfig
 from ..data import TensorData
 from ..errors import CheckpointError
 from ..files import atomic_torch_save, load_checkpoint
-from ..models import MergeGarbage, as_channels_last, build_classifier, to_channels_last
-from ..trainer import InversionConfig, InversionTrainer
+from ..models import build_classifier, to_channels_last
+from ..negatives import Negatives
+from ..registry import Registry
+from ..trainer import InversionTrainer
+from ..training import accuracy, train_plain
 from .config import BenchConfig
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "niood-bench-model/1"
+CACHE_FORMAT = "niood-bench-model/2"
 
 
 @dataclass
@@ -73,96 +77,36 @@ class MethodContext:
         model = build_classifier(self.classifier_name(), num_outputs, self.image_shape[0], **kwargs)
         # The same layout for training, for scoring and for a model reloaded from the cache:
         # layouts differ in the last bits of a convolution.
-        return to_channels_last(model) if self.inversion_config().channels_last else model
+        return to_channels_last(model)
 
     def inversion_config(self) -> InversionConfig:
         return self.cfg.inversion_config()
+
+    def negatives(self) -> Optional[Negatives]:
+        spec = getattr(self.cfg, "negatives", None)
+        return None if spec is None else Negatives(**spec)
 
     def loader(self, batch_size: int):
         return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed)
 
 
-def _inversion_model(ctx: MethodContext, cfg: InversionConfig) -> tuple[nn.Module, nn.Module]:
-    """The classifier to train and the K+1-way view the detectors score.
-
-    With ``garbage_classes="per-class"`` the classifier has 2K outputs and the detectors see
-    them through :class:`~niood_plugin.models.MergeGarbage` (K ID logits + one merged garbage
-    logit, exact for every softmax score), so every detector is applied the same way.
-    """
-    if cfg.garbage_classes == "per-class":
-        clf = ctx.new_classifier(2 * ctx.num_classes)
-        return clf, MergeGarbage(clf, ctx.num_classes)
-    clf = ctx.new_classifier(ctx.num_classes + 1)
-    return clf, clf
-
-
 def _train_inversion(ctx: MethodContext) -> TrainedModel:
     cfg = ctx.inversion_config()
-    clf, view = _inversion_model(ctx, cfg)
-    trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
-                               progress=ctx.progress, sample_dir=ctx.sample_dir, **cfg.identity())
+    clf = ctx.new_classifier(ctx.num_classes + 1)
+    trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, negatives=ctx.negatives(), device=ctx.device,
+                               seed=ctx.cfg.seed, progress=ctx.progress, callbacks=[SampleGrid(ctx.sample_dir)],
+                               **cfg.to_dict())
     ckpt = ctx.checkpoint_dir / f"inversion-{cache_key('inversion', ctx)}.pt"  # tied to the settings
     resume = ckpt if ctx.resume and ckpt.is_file() else None
     t0 = time.perf_counter()
     history = trainer.fit(ctx.loader(cfg.batch_size), val_loader=_val_loader(ctx), checkpoint=ckpt, resume=resume)
     # On resume, time spent before the interruption is in the history.
     elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0
-    return TrainedModel("inversion", view.eval(), ctx.num_classes, ctx.num_classes, elapsed, history)
+    return TrainedModel("inversion", clf.eval(), ctx.num_classes, ctx.num_classes, elapsed, history)
 
 
 def _val_loader(ctx: MethodContext):
     return None if ctx.val is None else ctx.val.loader(batch_size=ctx.cfg.batch_size)
-
-
-def train_plain(model: nn.Module, loader, epochs: int, lr: float, device: torch.device, progress: bool,
-                val_loader=None, lr_schedule: str = "constant", channels_last: bool = False) -> list[dict[str, Any]]:
-    """Plain cross-entropy training with Adam (the ``standard`` baseline), same LR schedule as ours."""
-    from tqdm.auto import tqdm
-
-    from ..trainer import epoch_lr
-
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
-    for epoch in range(epochs):
-        for group in opt.param_groups:
-            group["lr"] = epoch_lr(lr, lr_schedule, epoch, epochs)
-        t0 = time.perf_counter()
-        model.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        for x, y in tqdm(loader, desc=f"standard {epoch}", leave=False, disable=not progress):
-            x, y = x.to(device), y.to(device)
-            if channels_last:
-                x = as_channels_last(x)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * x.shape[0]
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += x.shape[0]
-        entry = {"epoch": epoch, "train_loss": loss_sum / seen, "train_id_acc": correct / seen}
-        if val_loader is not None:
-            entry["val_acc"] = accuracy(model, val_loader, device)
-        entry["time_s"] = time.perf_counter() - t0
-        history.append(entry)
-        log.info("standard epoch %d: %s", epoch, entry)
-    model.eval()
-    return history
-
-
-@torch.inference_mode()
-def accuracy(model: nn.Module, loader, device: torch.device, num_classes: Optional[int] = None) -> float:
-    model.eval()
-    correct = seen = 0
-    for x, y in loader:
-        logits = model(x.to(device))
-        if num_classes is not None:
-            logits = logits[:, :num_classes]
-        correct += int((logits.argmax(1).cpu() == y).sum())
-        seen += y.shape[0]
-    return correct / max(seen, 1)
 
 
 def _train_standard(ctx: MethodContext) -> TrainedModel:
@@ -173,7 +117,7 @@ def _train_standard(ctx: MethodContext) -> TrainedModel:
     torch.manual_seed(ctx.cfg.seed)  # dropout masks: the same whatever ran before in this process
     t0 = time.perf_counter()
     history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
-                          _val_loader(ctx), cfg.lr_schedule, cfg.channels_last)
+                          _val_loader(ctx), cfg.lr_schedule, channels_last=True)
     return TrainedModel("standard", model, ctx.num_classes, None, time.perf_counter() - t0, history)
 
 
@@ -232,16 +176,16 @@ class Method:
     description: str = ""
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(method: Method) -> None:
-    METHODS[method.name] = method
+    METHODS.register(method.name, method)
 
 
 register_method(Method(
     "inversion",
-    lambda ctx: TrainedModel("inversion", _inversion_model(ctx, ctx.inversion_config())[1], ctx.num_classes,
+    lambda ctx: TrainedModel("inversion", ctx.new_classifier(ctx.num_classes + 1), ctx.num_classes,
                              ctx.num_classes, 0.0),
     _train_inversion, "ours: K+1 classifier, garbage class filled by network inversion"))
 register_method(Method(
@@ -257,7 +201,7 @@ register_method(Method("bal", _bal_skeleton, _train_bal,
 
 
 def list_methods() -> list[str]:
-    return sorted(METHODS)
+    return METHODS.list()
 
 
 def obtain(method: str, ctx: MethodContext, cache_dir: Path, train_missing: bool = True) -> TrainedModel:
@@ -265,9 +209,7 @@ def obtain(method: str, ctx: MethodContext, cache_dir: Path, train_missing: bool
 
     With ``train_missing=False`` a model missing from the cache is an error, not a training run.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {list_methods()}")
-    m = METHODS[method]
+    m = METHODS.get(method)
     key = cache_key(method, ctx)
     path = cache_dir / f"{method}-{key}.pt"
     if path.is_file():
@@ -287,7 +229,8 @@ def cache_key(method: str, ctx: MethodContext) -> str:
     payload = {
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
         "classifier": ctx.classifier_name(), "width": cfg.width, "image_shape": list(ctx.image_shape),
-        "config": ctx.inversion_config().identity(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
+        "config": ctx.inversion_config().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
+        "negatives": getattr(cfg, "negatives", None) if method == "inversion" else None,
         "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

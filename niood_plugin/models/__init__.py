@@ -12,7 +12,7 @@ from torch import nn
 
 from .protocol import FeatureClassifier, check_feature_classifier
 from .layout import as_channels_last, to_channels_last
-from .restrict import DropOutput, MergeGarbage, last_linear
+from .restrict import DropOutput, last_linear
 from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
                      Report32Generator)
 from .timm_adapter import TimmClassifier
@@ -90,7 +90,7 @@ def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
 
 
 __all__ = [
-    "CONDITIONINGS", "DropOutput", "FeatureClassifier", "MergeGarbage", "last_linear", "Report28Classifier", "Report28Generator",
+    "CONDITIONINGS", "DropOutput", "FeatureClassifier", "last_linear", "Report28Classifier", "Report28Generator",
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
     "build_generator", "check_feature_classifier", "generator_for_shape", "list_classifiers",
     "list_generators", "register_classifier", "register_generator", "as_channels_last", "to_channels_last",

@@ -1,0 +1,113 @@
+"""Plain training pieces shared by the trainer, the harness and the peers: one learning-rate
+schedule, one cross-entropy loop, one accuracy, one garbage-logit helper, class weights."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.class_weight import compute_class_weight
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from .models.layout import as_channels_last
+
+log = logging.getLogger(__name__)
+
+__all__ = ["lr_scheduler", "train_plain", "accuracy", "id_logits", "class_weights", "progress"]
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_epochs: int) -> LambdaLR:
+    """Per-epoch schedule: ``"constant"``, or ``"cosine"`` (lr_e = lr * (1 + cos(pi e / T)) / 2,
+    e = 0 .. T-1, stepped once per epoch)."""
+    if schedule == "constant" or total_epochs <= 1:
+        return LambdaLR(optimizer, lambda e: 1.0)
+    if schedule == "cosine":
+        return LambdaLR(optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * e / total_epochs)))
+    raise ValueError(f"unknown lr schedule {schedule!r}; choose 'constant' or 'cosine'")
+
+
+def id_logits(logits: Tensor, garbage_index: Optional[int]) -> Tensor:
+    """The K in-distribution logits: ``logits`` without column ``garbage_index`` (``None``: all)."""
+    if garbage_index is None:
+        return logits
+    n = logits.shape[1]
+    g = garbage_index % n
+    return torch.cat([logits[:, :g], logits[:, g + 1:]], dim=1)
+
+
+def class_weights(counts: Tensor) -> Tensor:
+    """Balanced class weights ``N / (C * n_c)`` from class counts, through scikit-learn's
+    ``compute_class_weight("balanced")``; classes with no examples get weight 0."""
+    counts = torch.as_tensor(counts).long().cpu()
+    present = torch.nonzero(counts > 0).flatten().numpy()
+    if present.size == 0:
+        raise ValueError("class_weights: every class count is 0")
+    y = np.repeat(present, counts[present].numpy())
+    w = np.zeros(counts.shape[0], dtype=np.float64)
+    w[present] = compute_class_weight("balanced", classes=present, y=y)
+    return torch.from_numpy(w).to(torch.float32)
+
+
+def progress(it: Iterable, enabled: bool, desc: str) -> Iterable:
+    """``it`` with a tqdm bar when ``enabled``."""
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, leave=False)
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, loader: Iterable, device: torch.device | str,
+             num_classes: Optional[int] = None) -> float:
+    """Top-1 accuracy over the first ``num_classes`` logits (the K ID classes; the garbage
+    logit K of a K+1-way model is left out); ``None``: all logits."""
+    model.eval()
+    correct = seen = 0
+    for x, y, *_ in loader:
+        logits = model(x.to(device))
+        logits = logits if num_classes is None else logits[:, :num_classes]
+        correct += int((logits.argmax(1).cpu() == y).sum())
+        seen += y.shape[0]
+    return correct / max(seen, 1)
+
+
+def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, device: torch.device | str,
+                progress_bar: bool = False, val_loader: Optional[Iterable] = None, lr_schedule: str = "constant",
+                channels_last: bool = False, name: str = "standard") -> list[dict[str, Any]]:
+    """Plain cross-entropy training with Adam and the per-epoch schedule of :func:`lr_scheduler`."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = lr_scheduler(opt, lr_schedule, epochs)
+    history = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        for x, y in progress(loader, progress_bar, f"{name} {epoch}"):
+            x, y = x.to(device), y.to(device)
+            if channels_last:
+                x = as_channels_last(x)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * x.shape[0]
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += x.shape[0]
+        entry = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
+                 "train_id_acc": correct / max(seen, 1)}
+        sched.step()
+        if val_loader is not None:
+            entry["val_acc"] = accuracy(model, val_loader, device)
+        entry["time_s"] = time.perf_counter() - t0
+        history.append(entry)
+        log.info("%s epoch %d: %s", name, epoch, entry)
+    model.eval()
+    return history
