@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.nn import Module
 
 from .scores import ue_from_probs
+from .training import id_logits
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from niood_plugin.losses import (InversionLossWeights, ce_loss, class_balanced_weights, cosine_loss,
+from niood_plugin.losses import (InversionLossWeights, ce_loss, cosine_loss,
                                  inversion_loss, kl_loss, novelty_loss, orthogonality_loss)
 
 
@@ -70,12 +70,15 @@ def test_bad_weights(kwargs):
         InversionLossWeights(**kwargs)
 
 
-def test_class_balanced_weights_match_sklearn():
-    y = np.array([0] * 50 + [1] * 10 + [2] * 5 + [3] * 200)
-    counts = torch.tensor(np.bincount(y))
-    ours = class_balanced_weights(counts).numpy()
-    assert np.allclose(ours, compute_class_weight("balanced", classes=np.arange(4), y=y))
-    assert ours[3] < ours[0] < ours[1] < ours[2]  # rarer class, larger weight
-    assert class_balanced_weights(torch.tensor([3, 0, 3])).tolist() == [1.0, 0.0, 1.0]
-    with pytest.raises(ValueError):
-        class_balanced_weights(torch.tensor([0, 0]))
+def test_class_weights_are_sklearns_balanced_weights():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from niood_plugin.training import class_weights
+
+    counts = torch.tensor([5, 1, 30, 7])
+    y = np.repeat(np.arange(4), counts.numpy())
+    expected = compute_class_weight("balanced", classes=np.arange(4), y=y)
+    assert np.allclose(class_weights(counts).numpy(), expected)
+    assert class_weights(torch.tensor([3, 0, 3])).tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="every class count is 0"):
+        class_weights(torch.tensor([0, 0]))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from niood_plugin.conditioning import label_matrix, sample_conditioning
-from niood_plugin.models import (CONDITIONINGS, DropOutput, MergeGarbage, build_classifier, build_generator,
+from niood_plugin.models import (CONDITIONINGS, DropOutput, build_classifier, build_generator,
                                  check_feature_classifier,
                                  last_linear)
 
@@ -113,24 +113,3 @@ def test_drop_output_restricts_to_k_logits():
     w, b = last_linear(m)
     assert w.shape == (2, 4) and b.tolist() == [0.0, 1.0]
     assert torch.equal(DropOutput(Hand(), index=0)(x), full[:, 1:])
-
-
-def test_merge_garbage_is_exact_for_the_softmax():
-    """K ID + G garbage logits -> K + 1: ID probabilities unchanged, garbage = sum of the G."""
-    torch.manual_seed(0)
-    clf = build_classifier("report28", num_outputs=20, in_channels=1, ncf=8).eval()
-    merged = MergeGarbage(clf, 10)
-    x = torch.randn(5, 1, 28, 28)
-    with torch.no_grad():
-        p = torch.softmax(clf(x), 1)
-        q = torch.softmax(merged(x), 1)
-        assert q.shape == (5, 11)
-        torch.testing.assert_close(q[:, :10], p[:, :10])
-        torch.testing.assert_close(q[:, 10], p[:, 10:].sum(1))
-        torch.testing.assert_close(merged.head(merged.features(x)), merged(x))
-    w, b = last_linear(DropOutput(merged, -1))
-    assert w.shape == (10, 16) and torch.equal(b, clf.classifier.bias.detach()[:10])
-    with pytest.raises(TypeError, match="not linear"):
-        last_linear(merged)
-    with pytest.raises(ValueError, match="no garbage outputs"):
-        MergeGarbage(build_classifier("report28", num_outputs=10, in_channels=1, ncf=8), 10)(x)

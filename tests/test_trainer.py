@@ -2,11 +2,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from niood_plugin import InversionTrainer, UEDetector
-from niood_plugin.errors import CheckpointError
+from niood_plugin import InversionConfig, InversionTrainer, Negatives, SampleGrid, UEDetector
+from niood_plugin.errors import CheckpointError, NioodError
 from niood_plugin.models import build_classifier
-import niood_plugin.trainer as trainer_module
-from niood_plugin.trainer import InversionConfig
 
 SHAPE = (1, 28, 28)
 TINY = dict(preset="smoke", progress=False, inversion_steps=2, samples_per_step=66, latent_dim=8,
@@ -23,16 +21,17 @@ def make(num_classes=10, ncf=8, **kw):
     return InversionTrainer(clf, num_classes, SHAPE, **{**TINY, **kw})
 
 
+def drop_times(history):
+    return [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in history]
+
+
 def test_fit_end_to_end_on_digits(digits28):
     x, y = digits28
     trainer = make(ncf=16, inversion_steps=6, samples_per_step=330, epochs=2, batch_size=32, classifier_lr=3e-3)
     hist = trainer.fit(loader(x[:1400], y[:1400], 32), val_loader=loader(x[1400:], y[1400:], 256))
     assert [h["epoch"] for h in hist] == [0, 1, 2]
-    for h in hist[1:]:
-        for key in ("confidence", "margin", "ue", "entropy", "inversion_accuracy", "val_acc", "pool_size"):
-            assert key in h
-        assert len(h["per_class"]["ue"]) == 11
-        assert 0.0 <= h["ue"] <= 1.0
+    assert [h["phase"] for h in hist] == ["pretrain", "inversion", "inversion"]
+    assert all(len(h["per_class"]["ue"]) == 11 for h in hist[1:])
     assert hist[-1]["pool_size"] == 2 * 330
     assert hist[-1]["val_acc"] > 0.5  # learns the ID task
     # the garbage class absorbs noise: uniform noise scores as more OOD than ID test digits
@@ -41,32 +40,63 @@ def test_fit_end_to_end_on_digits(digits28):
         id_score = det.predict(x[1400:]).mean()
         noise_score = det.predict(torch.rand(300, *SHAPE) * 2 - 1).mean()
     assert noise_score > id_score
-    samples = trainer.generate(torch.arange(11))
-    assert samples.shape == (11, *SHAPE)
+    assert trainer.generate(torch.arange(11)).shape == (11, *SHAPE)
+
+
+def test_garbage_model_beats_plain_msp_on_held_back_outliers(digits28):
+    """The library's claim on a small synthetic problem: held-back outliers (ID test digits with
+    their pixels permuted, never seen in training) are separated better by our model's UE
+    than by the plain model's MSP."""
+    from sklearn.metrics import roc_auc_score
+
+    from niood_plugin.training import train_plain
+
+    x, y = digits28
+    train, test = loader(x[:1400], y[:1400], 32), x[1400:]
+    g = torch.Generator().manual_seed(1)
+    outliers = test.flatten(1)[:, torch.randperm(28 * 28, generator=g)].reshape(test.shape)
+    trainer = make(inversion_steps=4, samples_per_step=220, epochs=2, batch_size=32, classifier_lr=3e-3)
+    trainer.fit(train)
+    torch.manual_seed(0)
+    plain = build_classifier("report28", num_outputs=10, in_channels=1, ncf=8)
+    train_plain(plain, train, epochs=3, lr=3e-3, device="cpu")
+    labels = [0] * len(test) + [1] * len(outliers)
+    with torch.no_grad():
+        ours = UEDetector(trainer.classifier.eval(), garbage_index=10).predict(torch.cat([test, outliers]))
+        msp = 1 - torch.softmax(plain.eval()(torch.cat([test, outliers])), 1).max(1).values
+    auc_ours, auc_plain = roc_auc_score(labels, ours.numpy()), roc_auc_score(labels, msp.numpy())
+    print(f"AUROC ours {auc_ours:.4f} plain MSP {auc_plain:.4f}")
+    assert auc_ours > auc_plain + 0.05, (auc_ours, auc_plain)
 
 
 def test_same_seed_same_history(digits28):
     x, y = digits28
-    runs = []
-    for _ in range(2):
-        t = make()
-        runs.append(t.fit(loader(x[:300], y[:300])))
-    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
-    assert drop(runs[0]) == drop(runs[1])
+    runs = [make().fit(loader(x[:300], y[:300])) for _ in range(2)]
+    assert drop_times(runs[0]) == drop_times(runs[1])
 
 
-def test_resume_equals_uninterrupted(digits28, tmp_path):
+@pytest.mark.parametrize("extra", [{}, dict(novelty=1.0, negatives=Negatives("warp+jigsaw", 0.5, last_epochs=2))])
+def test_resume_equals_uninterrupted(digits28, tmp_path, extra):
     x, y = digits28
-    full = make(epochs=3).fit(loader(x[:300], y[:300]))
+    full_trainer = make(epochs=3, **extra)
+    full = full_trainer.fit(loader(x[:300], y[:300]))
+    ckpt = tmp_path / "run-{epoch}.pt"
+    make(epochs=3, **extra).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
+    resumed_trainer = make(epochs=3, **extra)
+    resumed = resumed_trainer.fit(loader(x[:300], y[:300]), resume=tmp_path / "run-1.pt")
+    assert drop_times(resumed) == drop_times(full)
+    for a, b in zip(full_trainer.classifier.state_dict().values(), resumed_trainer.classifier.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_refuses_other_settings_and_corrupt_files(digits28, tmp_path):
+    x, y = digits28
     ckpt = tmp_path / "run.pt"
     make(epochs=1).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
-    resumed_trainer = make(epochs=3)
-    resumed = resumed_trainer.fit(loader(x[:300], y[:300]), checkpoint=ckpt, resume=ckpt)
-    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
-    assert drop(resumed) == drop(full)
-    # another configuration must not resume from this checkpoint
-    with pytest.raises(CheckpointError, match="configuration"):
+    with pytest.raises(CheckpointError, match="other settings"):
         make(epochs=3, beta=2.0).fit(loader(x[:300], y[:300]), resume=ckpt)
+    with pytest.raises(CheckpointError, match="other settings"):
+        make(epochs=1, negatives=Negatives()).fit(loader(x[:300], y[:300]), resume=ckpt)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         make().fit(loader(x[:300], y[:300]), resume=tmp_path / "bad.pt")
@@ -74,46 +104,86 @@ def test_resume_equals_uninterrupted(digits28, tmp_path):
 
 @pytest.mark.parametrize("kw, match", [
     (dict(alpha=-1.0), "alpha"),
+    (dict(gamma=True), "gamma must be a finite number"),          # a bool is not a number
+    (dict(classifier_lr=True), "classifier_lr"),
+    (dict(classifier_lr=float("nan")), "classifier_lr"),
     (dict(inversion_steps=0), "inversion_steps"),
+    (dict(inversion_steps=2.0), "inversion_steps must be an int"),  # a float is not an int
     (dict(batch_size=-4), "batch_size"),
     (dict(epochs=0), "epochs"),
     (dict(conditioning="tensor"), "conditioning"),
     (dict(pool_policy="lru"), "pool_policy"),
     (dict(pool_policy="all", pool_capacity=10), "pool_capacity"),
+    (dict(weighted_ce=1), "weighted_ce must be True or False"),
     (dict(not_a_param=1), "unknown hyperparameter"),
     (dict(channels_last="yes"), "channels_last must be True or False"),
-    (dict(garbage_classes="many"), "garbage_classes"),
-    (dict(novelty=-1.0), "novelty"),
-    (dict(jigsaw=-0.5), "jigsaw must be a finite number"),
-    (dict(jigsaw=float("inf")), "jigsaw must be a finite number"),
-    (dict(jigsaw=0.5, negatives="flip"), "negatives must be one of"),
-    (dict(jigsaw=0.5, negatives_spare=0.0), "negatives_spare must be a probability"),
-    (dict(jigsaw=0.5, negatives_spare=1.5), "negatives_spare must be a probability"),
-    (dict(jigsaw=0.5, jigsaw_grid=1), "jigsaw_grid must be an int >= 2"),
-    (dict(jigsaw=0.5, negatives="warp", warp_cells=1), "warp_cells must be an int >= 2"),
-    (dict(jigsaw=0.5, negatives="warp", warp_strength=-0.1), "warp_strength must be a finite number >= 0"),
-    (dict(jigsaw=0.5, jigsaw_grid=5), "does not divide the image size"),
-    (dict(jigsaw=0.5, jigsaw_from=3), "after the last epoch"),
+    (dict(seed=-1), "seed"),
+    (dict(seed=True), "seed"),
+    (dict(device="nonsense"), "not a torch device"),
+    (dict(device="CPU"), "not a torch device"),
+    (dict(negatives="warp"), "negatives must be an instance of Negatives"),
+    (dict(negatives=Negatives(last_epochs=3)), "more than the run's 2 epochs"),
+    (dict(negatives=Negatives("jigsaw", grid=5)), "does not divide the image size"),
 ])
-def test_bad_hyperparameters(kw, match):
+def test_bad_parameters(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make(**kw)
 
 
-def test_bad_data_and_models(digits28):
+@pytest.mark.parametrize("kw, match", [
+    (dict(kinds="flip"), "kinds must be one of"),
+    (dict(per_image=0), "per_image"),
+    (dict(per_image=True), "per_image"),
+    (dict(last_epochs=0), "last_epochs"),
+    (dict(grid=1), "grid"),
+    (dict(warp_cells=1), "warp_cells"),
+    (dict(warp_strength=-0.1), "warp_strength"),
+])
+def test_bad_negatives(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Negatives(**kw)
+
+
+def test_bad_data_and_models(digits28, tmp_path):
     x, y = digits28
     with pytest.raises(ValueError, match="needs 11 .*num_outputs=11"):
         InversionTrainer(build_classifier("report28", 10, 1, ncf=8), 10, SHAPE, **TINY).fit(loader(x[:64], y[:64]))
     with pytest.raises(ValueError, match="image_shape"):
         make().fit(loader(torch.zeros(8, 1, 32, 32), torch.zeros(8, dtype=torch.long)))
     with pytest.raises(ValueError, match="labels must lie"):
-        make().fit(loader(x[:8], torch.full((8,), 10)))
+        make().fit(loader(x[:200], torch.cat([y[:199], torch.tensor([10])])))  # found in the label pass, not late
+    with pytest.raises(TypeError, match="integer class indices"):
+        make().fit(loader(x[:8], y[:8].float() + 0.5))
+    with pytest.raises(TypeError, match="float32"):
+        make().fit(loader(x[:8].double(), y[:8]))
+    with pytest.raises(TypeError, match="tensor pairs"):
+        make().fit(DataLoader([{"image": x[0], "label": y[0]}] * 4, batch_size=2))
     with pytest.raises(ValueError, match="empty"):
         make().fit([])
+    trainer = make()
+    for p in trainer.classifier.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="frozen"):
+        trainer.fit(loader(x[:64], y[:64]))
     with pytest.raises(TypeError, match="features"):
         InversionTrainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 11)), 10, SHAPE, **TINY)
     with pytest.raises(ValueError, match="28x28 or 32x32"):
         InversionTrainer(build_classifier("report28", 11, 1, ncf=8), 10, (1, 20, 20), **TINY)
+    with pytest.raises(CheckpointError, match="directory"):
+        make().fit(loader(x[:64], y[:64]), checkpoint=tmp_path)
+
+
+def test_a_dataset_instead_of_its_loader_is_refused():
+    from niood_plugin.data import make_synthetic
+
+    data = make_synthetic(2, seed=0)
+    with pytest.raises(TypeError, match="loader"):
+        make().fit(data)
+
+
+def test_generate_before_fit_says_what_to_do():
+    with pytest.raises(RuntimeError, match="call fit"):
+        make().generate(torch.arange(3))
 
 
 def test_out_of_range_images_warn_once(digits28, caplog):
@@ -123,234 +193,43 @@ def test_out_of_range_images_warn_once(digits28, caplog):
     assert sum("not [-1, 1]" in r.message for r in caplog.records) == 1
 
 
+def test_negatives_join_the_last_epochs_as_garbage(digits28, monkeypatch):
+    """Negatives.make is called in the active epochs only, on each batch's ID images, and its
+    output is trained as the garbage class."""
+    x, y = digits28
+    calls = []
+    real = Negatives.make
+
+    def spy(self, xb, generator=None):
+        out = real(self, xb, generator)
+        calls.append((len(calls), xb.shape[0], out.shape[0]))
+        return out
+
+    monkeypatch.setattr(Negatives, "make", spy)
+    trainer = make(epochs=3, negatives=Negatives("warp", per_image=0.5, last_epochs=1))
+    hist = trainer.fit(loader(x[:256], y[:256], batch=64))
+    assert [h["negatives"] for h in hist] == [False, False, False, True]
+    assert len(calls) == 4 and all(n_out == round(0.5 * n_in) for _, n_in, n_out in calls)
+
+
+def test_sample_grid_callback_writes_one_png_per_epoch(digits28, tmp_path):
+    x, y = digits28
+    make(callbacks=[SampleGrid(tmp_path / "grid")]).fit(loader(x[:128], y[:128]))
+    assert sorted(p.name for p in (tmp_path / "grid").iterdir()) == ["samples_epoch_001.png", "samples_epoch_002.png"]
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(NioodError, match="cannot create"):
+        make(callbacks=[SampleGrid(blocker / "grid")]).fit(loader(x[:128], y[:128]))
+
+
 def test_presets():
     assert InversionConfig.from_preset("report", "mnist").samples_per_step == 11_000
     cfg = InversionConfig.from_preset("report", "cifar10")
     assert (cfg.gamma, cfg.epochs) == (100.0, 41)
     assert InversionConfig.from_preset("fast", batch_size=7).batch_size == 7
+    assert InversionConfig.from_preset("fast").epochs == 4
+    assert InversionConfig.from_preset("recommended") == InversionConfig()
     with pytest.raises(ValueError, match="dataset"):
         InversionConfig.from_preset("report")
     with pytest.raises(ValueError, match="unknown preset"):
         InversionConfig.from_preset("turbo")
-
-
-def test_per_class_garbage_labels_each_sample_by_its_condition(digits28):
-    """garbage_classes='per-class': 2K outputs; an image generated for class c trains garbage class K + c."""
-    x, y = digits28
-    torch.manual_seed(0)
-    clf = build_classifier("report28", num_outputs=20, in_channels=1, ncf=8)
-    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "garbage_classes": "per-class", "garbage_per_epoch": 200})
-    assert trainer.num_outputs == 20 and trainer.num_garbage == 10
-    hist = trainer.fit(loader(x[:600], y[:600]), val_loader=loader(x[600:900], y[600:900], 256))
-    assert len(hist[-1]["per_class"]["ue"]) == 20
-    weights = hist[-1]["class_weights"]
-    assert len(weights) == 20
-    # the garbage outputs share one per-sample weight: together they weigh as one balanced class
-    n_garbage = hist[-1]["garbage_size"]
-    n_total = 600 + n_garbage
-    assert weights[10:] == pytest.approx([n_total / (11 * n_garbage)] * 10)
-    slots = trainer.pool.slots()
-    assert slots.min() >= 0 and slots.max() <= 9 and len(slots.unique()) > 5
-    # the slots are the generator's condition modulo K: regenerate with known labels and compare
-    labels = torch.tensor([3, 13, 0, 19])
-    assert trainer._slots_of(labels).tolist() == [3, 3, 0, 9]
-    assert 0 <= hist[-1]["val_to_garbage"] <= 1
-
-
-def test_per_class_garbage_needs_2k_outputs():
-    torch.manual_seed(0)
-    clf = build_classifier("report28", num_outputs=11, in_channels=1, ncf=8)
-    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "garbage_classes": "per-class"})
-    x = torch.rand(64, *SHAPE) * 2 - 1
-    with pytest.raises(ValueError, match="needs 20"):
-        trainer.fit(loader(x, torch.arange(64) % 10))
-    with pytest.raises(ValueError, match="garbage_classes"):
-        InversionConfig(garbage_classes="several").validate()
-
-
-def test_channels_last_layout_is_used_and_optional(digits28):
-    x, y = digits28
-    on, off = make(), make(channels_last=False)
-    for trainer in (on, off):
-        trainer.fit(loader(x[:200], y[:200]), epochs=1)
-    def second_conv(model):  # the first has one input channel, where both layouts coincide
-        return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1].weight
-
-    assert second_conv(on.classifier).is_contiguous(memory_format=torch.channels_last)
-    assert not second_conv(on.classifier).is_contiguous()
-    assert second_conv(off.classifier).is_contiguous()
-
-
-def test_novelty_term_is_used_resumes_and_keeps_old_keys(digits28, tmp_path):
-    x, y = digits28
-    # off (default): no novelty entry, and the identity has no novelty key, so checkpoints and
-    # harness caches written before the option existed keep their signatures
-    hist = make(epochs=1).fit(loader(x[:300], y[:300]))
-    assert "inversion_novelty" not in hist[-1]
-    assert "novelty" not in InversionConfig.from_preset("fast").identity()
-    assert InversionConfig.from_preset("fast", novelty=1.0).identity()["novelty"] == 1.0
-    # on: the term is computed against the class means of the previous retraining epoch
-    t = make(epochs=3, novelty=1.0)
-    full = t.fit(loader(x[:300], y[:300]))
-    assert all(0.0 <= e["inversion_novelty"] <= 1.0 for e in full[1:])
-    assert t._class_means.shape[0] == 10
-    assert torch.allclose(t._class_means.norm(dim=1), torch.ones(10), atol=1e-5)
-    ckpt = tmp_path / "nov.pt"
-    make(epochs=1, novelty=1.0).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
-    resumed = make(epochs=3, novelty=1.0).fit(loader(x[:300], y[:300]), checkpoint=ckpt, resume=ckpt)
-    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
-    assert drop(resumed) == drop(full)
-    # the term changes what the generator learns
-    assert drop(full)[1]["inversion_loss"] != drop(make(epochs=3).fit(loader(x[:300], y[:300])))[1]["inversion_loss"]
-
-
-@pytest.mark.parametrize("garbage_classes,share", [("single", 0.5), ("per-class", 0.5), ("per-class", 2.5)])
-def test_jigsaw_negatives_join_each_batch_as_garbage(digits28, monkeypatch, garbage_classes, share):
-    x, y = digits28
-    n_out = 20 if garbage_classes == "per-class" else 11
-    torch.manual_seed(0)
-    clf = build_classifier("report28", num_outputs=n_out, in_channels=1, ncf=8)
-    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "epochs": 1, "jigsaw": share,
-                                                  "garbage_classes": garbage_classes})
-    real_make = trainer_module.make_negatives
-    sources = []
-    monkeypatch.setattr(trainer_module, "make_negatives", lambda src, *a, **k: sources.append(src) or real_make(src, *a, **k))
-    seen = []
-    real_ce = torch.nn.functional.cross_entropy
-
-    def spy(logits, target, *args, **kwargs):
-        if kwargs.get("weight") is not None:  # retraining (inversion's CE has no class weights)
-            seen.append(target.clone())
-        return real_ce(logits, target, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
-    hist = trainer.fit(loader(x[:256], y[:256]))  # 4 batches of 64 per epoch
-    # every batch: 64 ID labels, its garbage share, then round(64 * share) negatives of its
-    # images in order, cycled when share > 1 (each copy with its own tile order)
-    n_neg = round(64 * share)
-    src = torch.arange(n_neg) % 64
-    assert len(seen) == 8 and len(sources) == 8
-    for target, neg_src in zip(seen, sources):
-        ids, neg = target[:64], target[-n_neg:]
-        assert (ids < 10).all() and (target[64:] >= 10).all()
-        expected = 10 + ids[src] if garbage_classes == "per-class" else torch.full((n_neg,), 10)
-        assert torch.equal(neg, expected)
-        assert neg_src.shape[0] == n_neg
-        if share > 1:  # the copies of one image are the same image before shuffling
-            assert torch.equal(neg_src[64:128], neg_src[:64])
-    # class-balanced weights count the negatives as garbage
-    n_garbage = hist[-1]["garbage_size"] + round(256 * share)
-    assert hist[-1]["class_weights"][10] == pytest.approx((256 + n_garbage) / (11 * n_garbage), rel=1e-5)
-    # off: no negatives, and the identity (cache keys, signatures) has no jigsaw keys
-    ident = InversionConfig.from_preset("fast").identity()
-    assert "jigsaw" not in ident and "jigsaw_grid" not in ident
-    assert InversionConfig.from_preset("fast", jigsaw=0.5).identity()["jigsaw_grid"] == 4
-    # the default kind keeps the keys of runs made before `negatives` existed; another kind is keyed
-    assert "negatives" not in InversionConfig.from_preset("fast", jigsaw=0.5).identity()
-    assert InversionConfig.from_preset("fast", jigsaw=0.5, negatives="rotate").identity()["negatives"] == "rotate"
-    # warp settings: keyed only when they differ from the defaults the committed runs used
-    warp = InversionConfig.from_preset("fast", jigsaw=0.5, negatives="warp")
-    assert "warp_strength" not in warp.identity() and "warp_cells" not in warp.identity()
-    strong = InversionConfig.from_preset("fast", jigsaw=0.5, negatives="warp", warp_strength=0.8, warp_cells=6)
-    assert (strong.identity()["warp_strength"], strong.identity()["warp_cells"]) == (0.8, 6)
-    assert "warp_strength" not in InversionConfig.from_preset("fast", jigsaw=0.5, warp_strength=0.8).identity()
-
-
-@pytest.mark.parametrize("garbage_classes", ["single", "per-class"])
-def test_negatives_the_classifier_takes_for_their_source_class_are_left_out(digits28, monkeypatch, garbage_classes):
-    x, y = digits28
-    torch.manual_seed(0)
-    n_out = 20 if garbage_classes == "per-class" else 11
-    clf = build_classifier("report28", num_outputs=n_out, in_channels=1, ncf=8)
-    spare = 1 / n_out  # a barely trained classifier spares some negatives and keeps others
-    trainer = InversionTrainer(clf, 10, SHAPE, **{**TINY, "epochs": 1, "jigsaw": 1.0, "negatives": "jigsaw+rotate",
-                                                  "negatives_spare": spare, "garbage_classes": garbage_classes})
-    seen = []
-    real_ce = torch.nn.functional.cross_entropy
-
-    def spy(logits, target, *args, **kwargs):
-        if kwargs.get("weight") is not None:  # retraining (inversion's CE has no class weights)
-            seen.append((logits.detach().float().softmax(1), target.clone(), kwargs.get("ignore_index", -100)))
-        return real_ce(logits, target, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
-    hist = trainer.fit(loader(x[:256], y[:256]))
-    left_out = kept = 0
-    for probs, target, ignore in seen:
-        ids, neg = target[:64], target[-64:]
-        p_src = probs[-64:].gather(1, ids[:, None])[:, 0]  # negative i is made from ID image i
-        assert torch.equal(neg == ignore, p_src > spare)
-        assert (target[64:-64] >= 10).all() and (neg[neg != ignore] >= 10).all()  # the others stay garbage
-        left_out += int((neg == ignore).sum())
-        kept += int((neg != ignore).sum())
-    assert left_out and kept
-    assert trainer.config.pretrain_epochs == 1  # else the pre-training entry counts only its last epoch
-    assert sum(h["negatives_spared"] for h in hist) == left_out
-    # the default keeps every negative and keys runs as before the option existed
-    assert "negatives_spare" not in InversionConfig.from_preset("fast", jigsaw=0.5).identity()
-    cfg = InversionConfig.from_preset("fast", epochs=10, jigsaw=0.5, jigsaw_from=9, negatives_spare=0.5)
-    assert "negatives_spare" not in cfg.identity(8) and cfg.identity(9)["negatives_spare"] == 0.5
-
-
-def test_jigsaw_run_resumes_exactly(digits28, tmp_path):
-    x, y = digits28
-    full = make(epochs=3, jigsaw=0.5).fit(loader(x[:300], y[:300]))
-    ckpt = tmp_path / "jig.pt"
-    make(epochs=1, jigsaw=0.5).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
-    resumed = make(epochs=3, jigsaw=0.5).fit(loader(x[:300], y[:300]), checkpoint=ckpt, resume=ckpt)
-    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
-    assert drop(resumed) == drop(full)
-    assert drop(full) != drop(make(epochs=3).fit(loader(x[:300], y[:300])))
-
-
-def test_run_branches_from_a_prefix_checkpoint_exactly(digits28, tmp_path):
-    """Up to epoch 2 a run with jigsaw_from=3 is the plain run, so it resumes from the plain run's
-    epoch-2 checkpoint and ends exactly where an uninterrupted run ends; later checkpoints and
-    runs whose negatives started earlier are refused."""
-    x, y = digits28
-    drop = lambda h: [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in h]  # noqa: E731
-    plain = make(epochs=3)
-    plain.fit(loader(x[:300], y[:300]), checkpoint=tmp_path / "plain-{epoch}.pt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"plain-{e}.pt" for e in range(4)]
-    late = make(epochs=3, jigsaw=0.5, jigsaw_from=3)
-    assert late.run_signature(2) == plain.run_signature(2) != late.run_signature(3)
-    full = make(epochs=3, jigsaw=0.5, jigsaw_from=3)
-    full.fit(loader(x[:300], y[:300]))
-    late.fit(loader(x[:300], y[:300]), resume=tmp_path / "plain-2.pt")
-    assert drop(late.history) == drop(full.history) != drop(plain.history)
-    for (name, a), b in zip(late.classifier.state_dict().items(), full.classifier.state_dict().values()):
-        assert torch.equal(a, b), name
-    for ckpt, cfg in (("plain-3.pt", dict(jigsaw_from=3)), ("plain-2.pt", dict(jigsaw_from=2))):
-        with pytest.raises(CheckpointError, match="another configuration"):
-            make(epochs=3, jigsaw=0.5, **cfg).fit(loader(x[:300], y[:300]), resume=tmp_path / ckpt)
-
-
-def test_jigsaw_from_and_head_only(digits28, monkeypatch):
-    x, y = digits28
-    # jigsaw_from=2: pre-training and epoch 1 without negatives, epoch 2 with them
-    hist = make(epochs=2, jigsaw=0.5, jigsaw_from=2).fit(loader(x[:256], y[:256]))
-    for h in hist:
-        n_garbage = h["garbage_size"] + (128 if h["epoch"] >= 2 else 0)
-        assert h["class_weights"][10] == pytest.approx((256 + n_garbage) / (11 * n_garbage), rel=1e-5)
-    # jigsaw_from=0: every pre-training epoch has them too (4 batches x (2 pre-training + 1) epochs)
-    calls = []
-    real_make = trainer_module.make_negatives
-    monkeypatch.setattr(trainer_module, "make_negatives", lambda *a, **k: calls.append(1) or real_make(*a, **k))
-    make(epochs=1, jigsaw=0.5, pretrain_epochs=2).fit(loader(x[:256], y[:256]))
-    assert len(calls) == 12
-    monkeypatch.undo()
-    # head only: no gradient from the negatives (the last 32 rows of each batch) into the features
-    for head_only in (False, True):
-        t = make(epochs=1, jigsaw=0.5, jigsaw_head_only=head_only)
-        grads = []
-
-        def keep(module, inp, out):
-            if module.training:
-                out.register_hook(lambda g: grads.append(g.detach().clone()))
-
-        t.classifier.penultimate.register_forward_hook(keep)
-        t.fit(loader(x[:256], y[:256]))
-        assert len(grads) == 8
-        neg_grad = max(float(g[-32:].abs().max()) for g in grads)
-        assert (neg_grad == 0.0) == head_only
-        assert all(float(g[:64].abs().max()) > 0 for g in grads)

@@ -57,9 +57,9 @@ def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) ->
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
     if name in _CLASSIFIERS:
         return _CLASSIFIERS[name](num_outputs=num_outputs, in_channels=in_channels, **kwargs)
-    import timm
+    from .timm_adapter import _timm
 
-    if timm.is_model(name):
+    if _timm().is_model(name):
         return TimmClassifier.create(name, num_outputs, in_channels, **kwargs)
     raise ValueError(
         f"unknown classifier {name!r}: use one of {list_classifiers()} or a timm model name "

@@ -1,7 +1,6 @@
 """Wrap any timm model so it follows the :mod:`~niood_plugin.models.protocol`."""
 from __future__ import annotations
 
-import timm
 from torch import Tensor, nn
 
 
@@ -24,6 +23,7 @@ class TimmClassifier(nn.Module):
     def create(cls, name: str, num_outputs: int, in_channels: int, pretrained: bool = False,
                **kwargs) -> "TimmClassifier":
         """``timm.create_model(name, num_classes=num_outputs, in_chans=in_channels, ...)``."""
+        timm = _timm()
         return cls(timm.create_model(name, pretrained=pretrained, num_classes=num_outputs,
                                      in_chans=in_channels, **kwargs))
 
@@ -35,3 +35,11 @@ class TimmClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:  # pragma: no cover
+        raise ImportError("timm models need timm: pip install 'niood-plugin[bench]' (or pip install timm)") from None
+    return timm
