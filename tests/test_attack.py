@@ -1,4 +1,4 @@
-"""Tests of niood_plugin.attack: the OOD attack (Algorithm 1), the adaptive attack and MAPE."""
+"""Tests of niood_plugin.attack (package): the OOD attack (Algorithm 1), the adaptive attack and MAPE."""
 from __future__ import annotations
 
 import math
@@ -68,7 +68,6 @@ def test_attack_cuts_feature_distance_tenfold(norm: str, eps: float) -> None:
         after = (model.features(x_out) - z_in).norm(dim=1)
     assert (after * 10 < before).all(), (before / after)
     assert not x_out.requires_grad
-    assert x_out.min() >= -1 and x_out.max() <= 1
     assert (_dist(x_out, x_start, norm) <= eps + 1e-5).all()
 
 
@@ -84,7 +83,7 @@ def test_plain_callable_encoder_and_logits() -> None:
 
 
 def test_perturbation_never_exceeds_eps() -> None:
-    """Many random small budgets and aggressive learning rates: the ball and the box hold."""
+    """Many random small budgets and aggressive learning rates: the ball holds."""
     encoder = TinyEncoder().eval()
     g = torch.Generator().manual_seed(123)
     reached = 0
@@ -100,7 +99,6 @@ def test_perturbation_never_exceeds_eps() -> None:
                            normalize_grad=bool(case % 5))
         dist = _dist(x_out, x_start, norm)
         assert (dist <= eps + 1e-5).all(), (case, norm, eps, dist)
-        assert x_out.min() >= -1 and x_out.max() <= 1
         reached += int((dist > 0.5 * eps).any())
     assert reached >= 10  # the bound was actually tested, not trivially met
 
@@ -269,6 +267,8 @@ _X = torch.zeros(2, 1, 28, 28)
     (dict(norm="l3"), "norm"),
     (dict(steps=0), "steps"),
     (dict(steps=2.5), "steps"),
+    (dict(steps=True), "steps"),  # a bool is never a number
+    (dict(eps=True), "eps"),
     (dict(lr=0.0), "lr"),
     (dict(x_start=torch.full((2, 1, 28, 28), 2.0)), r"\[-1, 1\]"),
     (dict(x_in=torch.zeros(28)), "batch"),

@@ -1,0 +1,239 @@
+"""Results tables for README.md and docs/results.md, from the committed results.json files.
+
+    python benchmarks/results_tables.py              # rewrite the tables between the markers
+    python benchmarks/results_tables.py --print      # print them instead
+    python benchmarks/results_tables.py --check      # exit 1 if a file is out of date
+
+A table lives between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in a Markdown
+file; this script replaces what is between the two lines and leaves the rest alone. Names:
+
+- ``DATASET`` (``mnist``, ``fashionmnist``): the headline table, one row per seed: our
+  method's best detector and its UE against the plain model's best post-hoc detector
+  (average AUROC over the run's OOD sets), with the command, machine and commit of the runs;
+- ``DATASET:detail``: per-OOD-set AUROC of the seed-0 run, for the main detectors;
+- ``default-run``: the default ``niood-bench run`` (``benchmarks/results/default-run``).
+
+A run is the directory ``benchmarks/results/DATASET`` (seed 0, the config's ``out``) or
+``DATASET-seedN``. Only the standard library is used, so this runs without the package.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+FILES = [ROOT / "README.md", ROOT / "docs" / "results.md"]
+DATASETS = ("mnist", "fashionmnist")
+OURS, PLAIN = "inversion", "standard"
+DETAIL_DETECTORS = ("ue", "ue-id", "garbage", "msp", "energy", "mahalanobis", "knn", "vim", "bal")
+# per method, the detectors of the detail table (the peers' other rows repeat the plain model's)
+DETAIL_BY_METHOD = {OURS: DETAIL_DETECTORS, PLAIN: ("msp", "energy", "mahalanobis", "knn", "vim"),
+                    "fig": ("msp", "mahalanobis"), "bal": ("bal", "mahalanobis")}
+MARKER = re.compile(r"(<!-- results:(?P<name>[\w:-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def load(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def runs_of(dataset: str) -> list[tuple[int, Path, dict[str, Any]]]:
+    """(seed, directory, results) of every committed run of ``dataset``, by seed."""
+    out = []
+    for d in sorted(RESULTS.iterdir()):
+        if re.fullmatch(rf"{re.escape(dataset)}(-seed\d+)?", d.name) and (d / "results.json").is_file():
+            res = load(d)
+            out.append((int(res["config"].get("seed", 0)), d, res))
+    return sorted(out, key=lambda t: t[0])
+
+
+def avg_auroc(res: dict[str, Any], method: str) -> dict[str, tuple[float, float]]:
+    """detector -> (average AUROC over the OOD sets, lowest per-set AUROC) for ``method``."""
+    per: dict[str, list[float]] = {}
+    for row in res["results"]:
+        if row["method"] == method:
+            per.setdefault(row["detector"], []).append(row["auroc"])
+    return {det: (statistics.fmean(v), min(v)) for det, v in per.items()}
+
+
+def best(scores: dict[str, tuple[float, float]]) -> tuple[str, float, float]:
+    det = max(scores, key=lambda k: scores[k][0])
+    return det, *scores[det]
+
+
+def commit_of(run_dir: Path, res: dict[str, Any]) -> str:
+    """The commit recorded in results.json, else the last commit that touched it (marked ``*``)."""
+    env = res.get("environment", {})
+    for holder in (res, env, res.get("git") or {}, env.get("git") or {}):
+        for key in ("git_commit", "commit"):
+            value = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(value, str) and value:
+                return value[:7]
+    try:
+        rel = (run_dir / "results.json").relative_to(ROOT)
+        out = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(rel)], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return f"{out}*" if out else "uncommitted"
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError):
+        return "unknown"
+
+
+def machine(res: dict[str, Any]) -> str:
+    env = res.get("environment", {})
+    dev = env.get("gpu") or env.get("device", "?")
+    return (f"{env.get('cpu', '?')} ({env.get('cpu_count', '?')} cores, {env.get('torch_threads', '?')} torch "
+            f"threads), {dev}, torch {env.get('torch', '?')}")
+
+
+def settings(res: dict[str, Any]) -> str:
+    cfg = res["config"]
+    epochs = cfg.get("epochs")
+    parts = [f"preset `{cfg.get('preset')}`", f"{epochs} epochs" if epochs else "the preset's epochs"]
+    hp = cfg.get("hparams") or {}
+    if hp:
+        parts.append("hparams " + " ".join(f"`{k}={v}`" for k, v in hp.items()))
+    neg = cfg.get("negatives")
+    if neg:
+        parts.append("negatives " + " ".join(f"`{k}={v}`" for k, v in neg.items()))
+    return ", ".join(parts)
+
+
+def f4(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def headline(dataset: str) -> str:
+    runs = runs_of(dataset)
+    if not runs:
+        return f"_No committed runs of {dataset} under benchmarks/results/._\n"
+    head = ("| seed | ours: best detector, avg AUROC (lowest set) | ours: `ue` avg AUROC | "
+            "plain model: best post-hoc, avg AUROC | ours better by | ID acc ours / plain | wall min | commit |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    rows, ours_best, plain_best, ues = [], [], [], []
+    for seed, d, res in runs:
+        o, p = avg_auroc(res, OURS), avg_auroc(res, PLAIN)
+        od, oa, omin = best(o)
+        pd, pa, _ = best(p)
+        ue = o.get("ue", (float("nan"), float("nan")))[0]
+        ours_best.append(oa), plain_best.append(pa), ues.append(ue)
+        acc_o = res["methods"][OURS]["id_accuracy"]
+        acc_p = res["methods"][PLAIN]["id_accuracy"]
+        wall = res.get("timings", {}).get("total_s", float("nan")) / 60
+        rows.append(f"| {seed} | {od} {f4(oa)} ({f4(omin)}) | {f4(ue)} | {pd} {f4(pa)} | {oa - pa:+.4f} | "
+                    f"{f4(acc_o)} / {f4(acc_p)} | {wall:.1f} | `{commit_of(d, res)}` |")
+    if len(runs) > 1:
+        rows.append(f"| mean of {len(runs)} | {f4(statistics.fmean(ours_best))} | {f4(statistics.fmean(ues))} | "
+                    f"{f4(statistics.fmean(plain_best))} | "
+                    f"{statistics.fmean(ours_best) - statistics.fmean(plain_best):+.4f} | | | |")
+    seed0 = runs[0][2]
+    ood = ", ".join(seed0["config"]["ood"])
+    cmds = "; ".join(f"`{r['command']}`" for _, _, r in runs)
+    machines = sorted({machine(r) for _, _, r in runs})
+    starred = any(commit_of(d, r).endswith("*") for _, d, r in runs)
+    lines = [head + "\n".join(rows), "",
+             f"OOD sets: {ood}. Settings: {settings(seed0)}. Commands: {cmds}. "
+             f"Machine: {'; '.join(machines)}."]
+    if starred:
+        lines.append("`*`: results.json records no commit; the commit shown is the last one that changed it.")
+    return "\n".join(lines) + "\n"
+
+
+def detail(dataset: str) -> str:
+    runs = runs_of(dataset)
+    if not runs:
+        return f"_No committed runs of {dataset}._\n"
+    seed, d, res = runs[0]
+    oods = res["config"]["ood"]
+    table: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    for row in res["results"]:
+        if row["detector"] in DETAIL_BY_METHOD.get(row["method"], DETAIL_DETECTORS):
+            table.setdefault((row["method"], row["detector"]), {})[row["ood"]] = row
+    methods = list(res["methods"])
+    order = sorted(table, key=lambda k: (methods.index(k[0]) if k[0] in methods else 99,
+                                         DETAIL_DETECTORS.index(k[1])))
+    head = ("| method | detector | " + " | ".join(f"AUROC {o}" for o in oods)
+            + " | avg AUROC | avg FPR95 |\n|---|---|" + "---|" * (len(oods) + 2) + "\n")
+    body = []
+    for m, det in order:
+        cells = table[(m, det)]
+        au = [cells[o]["auroc"] for o in oods if o in cells]
+        fp = [cells[o]["fpr95"] for o in oods if o in cells]
+        body.append(f"| {m} | {det} | " + " | ".join(f4(cells[o]["auroc"]) if o in cells else "" for o in oods)
+                    + f" | {f4(statistics.fmean(au))} | {f4(statistics.fmean(fp))} |")
+    rel = d.relative_to(ROOT)
+    return (head + "\n".join(body) + f"\n\nSeed {seed}, `{res['command']}` ({machine(res)}); every detector and "
+            f"AUPR in `{rel}/results.md`.\n")
+
+
+def default_run() -> str:
+    d = RESULTS / "default-run"
+    if not (d / "results.json").is_file():
+        return "_No committed default run._\n"
+    res = load(d)
+    oods = res["config"]["ood"]
+    head = ("| method | detector | " + " | ".join(f"AUROC {o}" for o in oods)
+            + " | avg AUROC | ID acc |\n|---|---|" + "---|" * (len(oods) + 2) + "\n")
+    body = []
+    for m in res["methods"]:
+        for det, (a, _) in sorted(avg_auroc(res, m).items(), key=lambda kv: -kv[1][0]):
+            if det not in ("ue", "garbage", "msp", "mahalanobis", "vim"):
+                continue
+            per = {r["ood"]: r["auroc"] for r in res["results"] if r["method"] == m and r["detector"] == det}
+            body.append(f"| {m} | {det} | " + " | ".join(f4(per[o]) for o in oods)
+                        + f" | {f4(a)} | {f4(res['methods'][m]['id_accuracy'])} |")
+    wall = res["timings"]["total_s"] / 60
+    return (head + "\n".join(body) + f"\n\n`{res['command']}`, {settings(res)}, seed {res['config'].get('seed', 0)}, "
+            f"{wall:.1f} min on {machine(res)}, commit `{commit_of(d, res)}`.\n")
+
+
+def render(name: str) -> Optional[str]:
+    if name == "default-run":
+        return default_run()
+    ds, _, kind = name.partition(":")
+    if ds in DATASETS and kind == "":
+        return headline(ds)
+    if ds in DATASETS and kind == "detail":
+        return detail(ds)
+    return None
+
+
+def rewrite(text: str) -> str:
+    def sub(m: re.Match) -> str:
+        body = render(m.group("name"))
+        return m.group(0) if body is None else m.group(1) + body + m.group(4)
+    return MARKER.sub(sub, text)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--print", action="store_true", help="print every table instead of editing files")
+    p.add_argument("--check", action="store_true", help="exit 1 if a file's tables are out of date")
+    p.add_argument("files", nargs="*", type=Path, help=f"Markdown files (default: {', '.join(map(str, FILES))})")
+    a = p.parse_args(argv)
+    if a.print:
+        for name in [*DATASETS, *(f"{d}:detail" for d in DATASETS), "default-run"]:
+            print(f"## {name}\n\n{render(name)}")
+        return 0
+    stale = []
+    for path in a.files or FILES:
+        if not path.is_file():
+            continue
+        old = path.read_text()
+        new = rewrite(old)
+        if new != old:
+            stale.append(path)
+            if not a.check:
+                path.write_text(new)
+    for path in stale:
+        print(f"{'out of date' if a.check else 'rewrote'}: {path}")
+    return 1 if a.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""FIGTrainer: fine-tune a pretrained classifier on its own implicit generator's samples
+(Algorithm 2 of FIG)."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...validation import Boolean, InstanceOf, Interval, check_param, validate_params
+from .._constraints import TorchDevice
+from .objectives import fig_loss, softmax_entropy
+from .sampler import DECAY, IMAGE_SHAPE, _langevin
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FIGTrainer"]
+
+_POSITIVE = Interval(float, 0, None, closed="neither")
+_NON_NEGATIVE = Interval(float, 0, None, closed="left")
+
+
+class FIGTrainer:
+    """Fine-tune a *pretrained* K-way classifier with FIG (Algorithm 2).
+
+    For every ID batch of size ``b`` the current classifier's implicit generator is sampled
+    (:func:`~niood_plugin.peers.langevin_sample`, ``max(1, int(b * gen_fraction))`` images),
+    then one SGD step on :func:`~niood_plugin.peers.fig_loss` is taken.  After :meth:`fit`,
+    ``trainer.classifier`` is the fine-tuned model (the same object that was passed in, updated
+    in place and left in eval mode); score it with max-softmax.
+
+    >>> trainer = FIGTrainer(clf, num_classes=10, image_shape=(1, 28, 28))
+    >>> history = trainer.fit(train_loader, epochs=1)
+    """
+
+    _parameter_constraints: dict = {
+        "classifier": [InstanceOf(nn.Module, "a pretrained torch.nn.Module")],
+        "num_classes": [Interval(int, 2, None)],
+        "image_shape": [IMAGE_SHAPE],
+        "lr": [_POSITIVE],
+        "momentum": [_NON_NEGATIVE],
+        "weight_decay": [_NON_NEGATIVE],
+        "gen_fraction": [Interval(float, 0, 1)],  # the paper's K
+        "entropy_weight": [_NON_NEGATIVE],
+        "c": [_POSITIVE],
+        "eps0": [_POSITIVE],
+        "decay": [DECAY],
+        "decay_every": [Interval(int, 1, None)],
+        "noise_std": [_NON_NEGATIVE, None],
+        "min_steps": [Interval(int, 0, None)],
+        "max_steps": [Interval(int, 1, None)],
+        "tol": [_NON_NEGATIVE],
+        "window": [Interval(int, 1, None)],
+        "device": [TorchDevice()],
+        "seed": [Interval(int, 0, None)],
+        "progress": [Boolean()],
+    }
+
+    def __init__(
+        self,
+        classifier: nn.Module,
+        num_classes: int,
+        image_shape: Sequence[int],
+        *,
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        gen_fraction: float = 0.1,
+        entropy_weight: float = 1.0,
+        c: float = 5.0,
+        eps0: float = 0.1,
+        decay: float = 0.9,
+        decay_every: int = 100,
+        noise_std: Optional[float] = None,
+        min_steps: int = 10,
+        max_steps: int = 100,
+        tol: float = 0.01,
+        window: int = 5,
+        device: Union[str, torch.device] = "cpu",
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        self.classifier = classifier
+        self.num_classes = num_classes
+        self.image_shape = image_shape
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.gen_fraction = gen_fraction
+        self.entropy_weight = entropy_weight
+        self.c = c
+        self.eps0 = eps0
+        self.decay = decay
+        self.decay_every = decay_every
+        self.noise_std = noise_std
+        self.min_steps = min_steps
+        self.max_steps = max_steps
+        self.tol = tol
+        self.window = window
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+        validate_params({name: getattr(self, name) for name in self._parameter_constraints},
+                        self._parameter_constraints, type(self).__name__)
+        if min_steps > max_steps:
+            raise ValueError(f"min_steps ({min_steps}) must be <= max_steps ({max_steps})")
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.history_: list[dict] = []
+        self._optimizer: Optional[torch.optim.Optimizer] = None
+
+    def _num_generated(self, batch_size: int) -> int:
+        if self.gen_fraction == 0:
+            return 0
+        return max(1, int(batch_size * self.gen_fraction))
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, return_info: bool = False):
+        """Draw ``n`` samples from the current classifier's implicit generator
+        (:func:`~niood_plugin.peers.langevin_sample` with this trainer's sampler settings)."""
+        check_param("n", n, [Interval(int, 1, None)], "FIGTrainer.sample")
+        return self._sample(n, generator, return_info)
+
+    def _sample(self, n: int, generator: Optional[torch.Generator], return_info: bool):
+        # the settings were checked once, in __init__
+        return _langevin(
+            self.classifier, n, self.image_shape, c=self.c, eps0=self.eps0, decay=self.decay,
+            decay_every=self.decay_every, noise_std=self.noise_std, min_steps=self.min_steps,
+            max_steps=self.max_steps, tol=self.tol, window=self.window, generator=generator,
+            device=torch.device(self.device), return_info=return_info,
+        )
+
+    def fit(self, train_loader: Any, epochs: int = 1) -> list[dict]:
+        """Fine-tune for ``epochs`` passes over ``train_loader`` (batches ``(x, y)``).
+
+        Calling ``fit`` again continues training (the optimizer state is kept).
+
+        :return: one plain dict per epoch: ``epoch``, ``loss``, ``ce``, ``entropy`` (mean softmax
+            entropy of the generated samples, the term subtracted in the loss), ``gen_confidence``
+            (mean max-softmax of the generated samples before the update), ``id_train_acc``,
+            ``sampler_steps`` (mean Langevin steps per batch), ``num_generated``, ``time_s``
+        """
+        check_param("epochs", epochs, [Interval(int, 1, None)], type(self).__name__)
+        device = torch.device(self.device)
+        clf = self.classifier.to(device)
+        if self._optimizer is None:
+            self._optimizer = torch.optim.SGD(
+                clf.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        gen = torch.Generator(device="cpu").manual_seed(self.seed + len(self.history_))
+        history: list[dict] = []
+        for _ in range(epochs):
+            epoch = len(self.history_) + 1
+            t0 = time.perf_counter()
+            sums = {"loss": 0.0, "ce": 0.0, "entropy": 0.0, "gen_confidence": 0.0, "steps": 0.0}
+            n_batches = correct = seen = n_gen_total = 0
+            batches = train_loader
+            # TODO(lead): use niood_plugin.training.progress (same tqdm wrapper as in BALTrainer.fit)
+            if self.progress:
+                try:
+                    from tqdm.auto import tqdm
+
+                    batches = tqdm(train_loader, desc=f"FIG epoch {epoch}", leave=False)
+                except ImportError:  # pragma: no cover - tqdm is optional
+                    pass
+            for batch in batches:
+                x, y = batch[0].to(device), batch[1].to(device).long()
+                n_gen = self._num_generated(x.shape[0])
+                if n_gen:
+                    x_gen, info = self._sample(n_gen, gen, True)
+                    sums["steps"] += info["steps"]
+                    sums["gen_confidence"] += info["confidence"]
+                else:
+                    x_gen = x.new_empty((0, *x.shape[1:]))
+                clf.train()
+                logits = clf(torch.cat([x, x_gen], dim=0))
+                logits_id, logits_gen = logits[: x.shape[0]], logits[x.shape[0]:]
+                loss = fig_loss(logits_id, y, logits_gen, entropy_weight=self.entropy_weight)
+                self._optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self._optimizer.step()
+
+                with torch.no_grad():
+                    sums["loss"] += loss.item()
+                    sums["ce"] += F.cross_entropy(logits_id, y).item()
+                    if n_gen:
+                        sums["entropy"] += softmax_entropy(logits_gen).mean().item()
+                    # TODO(lead): running train accuracy on the batches' train-mode logits; not a
+                    # drop-in for niood_plugin.training.accuracy (eval mode over a loader), which
+                    # would change the recorded id_train_acc
+                    correct += (logits_id.argmax(dim=1) == y).sum().item()
+                    seen += x.shape[0]
+                n_gen_total += n_gen
+                n_batches += 1
+            if n_batches == 0:
+                raise ValueError("train_loader yielded no batches")
+            gen_batches = n_batches if self.gen_fraction > 0 else 1
+            record = {
+                "epoch": epoch,
+                "loss": sums["loss"] / n_batches,
+                "ce": sums["ce"] / n_batches,
+                "entropy": sums["entropy"] / gen_batches,
+                "gen_confidence": sums["gen_confidence"] / gen_batches,
+                "id_train_acc": correct / max(seen, 1),
+                "sampler_steps": sums["steps"] / gen_batches,
+                "num_generated": n_gen_total,
+                "time_s": time.perf_counter() - t0,
+            }
+            log.info(
+                "FIG epoch %d: loss %.4f ce %.4f entropy %.4f gen-conf %.3f acc %.3f steps %.1f (%.1fs)",
+                epoch, record["loss"], record["ce"], record["entropy"], record["gen_confidence"],
+                record["id_train_acc"], record["sampler_steps"], record["time_s"],
+            )
+            self.history_.append(record)
+            history.append(record)
+        clf.eval()
+        return history
