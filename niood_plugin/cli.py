@@ -1,14 +1,25 @@
 """``niood-bench``: one-vs-rest OOD benchmarks from the command line.
 
-Errors in what the user gave (names, files, data, config) print one line on stderr and
-exit with code 2; ``--debug`` shows the traceback instead.
+Errors are one line on stderr:
+
+* the user's (a bad option, name, value, config or data file, an output folder that
+  belongs to another command, a missing model, a file system error): ``niood-bench: error:
+  ...`` and exit code 2;
+* anything else is a bug: ``niood-bench: internal error: <type>: <message>; rerun with
+  --debug for the traceback and report it`` and exit code 1;
+* Ctrl-C: exit code 130.
+
+``--debug`` (before or after the command name) shows the traceback instead.
 """
 from __future__ import annotations
 
 import functools
+import linecache
 import logging
+import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click
@@ -16,34 +27,133 @@ import click
 from .errors import NioodError
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
-def _user_errors(fn: Callable) -> Callable:
-    """Turn the library's input errors into a one-line message and exit code 2."""
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+@functools.lru_cache(maxsize=64)
+def _raise_lines(filename: str) -> frozenset:
+    """The line numbers covered by ``raise`` statements in the source file ``filename``."""
+    import ast
+
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError):
+        return frozenset()
+    return frozenset(line for node in ast.walk(tree) if isinstance(node, ast.Raise)
+                     for line in range(node.lineno, (node.end_lineno or node.lineno) + 1))
+
+
+def _explicit_check(exc: BaseException) -> bool:
+    """Whether ``exc`` (a ValueError/TypeError) comes from a ``raise`` statement of this package,
+    i.e. one of its input checks, rather than from a mistake inside it or inside a library."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    if not str(Path(filename).resolve()).startswith(_PACKAGE_DIR + os.sep):
+        return False
+    return tb.tb_lineno in _raise_lines(filename)
+
+
+def user_message(exc: BaseException) -> Optional[str]:
+    """The one-line message of a user error, or ``None`` if ``exc`` is a bug."""
+    if isinstance(exc, NioodError):
+        return _one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, OSError):
+        what = exc.strerror or _one_line(str(exc)) or type(exc).__name__
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{what}{where}"
+    if isinstance(exc, (ValueError, TypeError)) and _explicit_check(exc):
+        return _one_line(str(exc)) or type(exc).__name__
+    return None
+
+
+def _handle_errors(fn: Callable) -> Callable:
+    """Run a command, turning exceptions into one line and an exit code (see the module doc)."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
+    def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> Any:
+        debug = debug or click.get_current_context().find_root().params.get("debug", False)
         try:
             return fn(*args, **kwargs)
-        except (NioodError, ValueError, TypeError, FileNotFoundError, PermissionError) as exc:
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except BrokenPipeError:  # `niood-bench list | head`: the reader left; say nothing
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            sys.exit(EXIT_BUG)
+        except KeyboardInterrupt:
             if debug:
                 raise
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            click.echo(f"niood-bench: error: {msg}", err=True)
-            sys.exit(EXIT_USAGE)
+            hint = "; rerun with --resume to continue the training" if fn.__name__ == "run" else ""
+            click.echo(f"niood-bench: interrupted{hint}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            if debug:
+                raise
+            msg = user_message(exc)
+            if msg is not None:
+                click.echo(f"niood-bench: error: {msg}", err=True)
+                sys.exit(EXIT_USAGE)
+            click.echo(f"niood-bench: internal error: {type(exc).__name__}: {_one_line(str(exc))}; rerun with "
+                       "--debug for the traceback and report it", err=True)
+            sys.exit(EXIT_BUG)
 
-    return wrapper
+    return click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")(wrapper)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Keeps the exact argument list (for results.json) and prints click's usage errors as one line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta.setdefault("niood_argv", list(args))
+        return super().parse_args(ctx, args)
+
+    def main(self, args=None, prog_name=None, complete_var=None,  # type: ignore[override]
+             standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "niood-bench"
+            click.echo(f"niood-bench: error: {_one_line(exc.format_message())} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.ClickException as exc:
+            click.echo(f"niood-bench: error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("niood-bench: aborted", err=True)
+            sys.exit(EXIT_BUG)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.version_option(package_name="niood-plugin")
 def main(debug: bool) -> None:
     """Benchmark network-inversion OOD training against standard detectors."""
 
 
+def _command_line() -> tuple[str, list[str]]:
+    ctx = click.get_current_context()
+    argv = ctx.meta.get("niood_argv", sys.argv[1:])
+    return "niood-bench " + " ".join(shlex.quote(a) for a in argv), list(argv)
+
+
 def _csv(value: Optional[tuple[str, ...]]) -> Optional[list[str]]:
+    """Repeated and comma-separated names as one list; ``None`` if the option was not given
+    (an explicitly empty ``--detectors ""`` stays ``[]``, which validation refuses)."""
     if not value:
         return None
     items: list[str] = []
@@ -55,6 +165,7 @@ def _csv(value: Optional[tuple[str, ...]]) -> Optional[list[str]]:
 def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger().setLevel(logging.WARNING if quiet else logging.INFO)
     for noisy in ("pytorch_ood", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -63,73 +174,69 @@ SMOKE = {"id": "synthetic", "ood": ["gaussian", "uniform"], "train_limit": None,
          "fit_limit": 1000, "width": 8, "out": "runs/smoke"}
 
 
+def _config(config_file: Optional[str], flags: dict[str, Any], sets: tuple[str, ...]):
+    """The :class:`~niood_plugin.bench.config.BenchConfig` of defaults < config file < smoke preset
+    (for keys neither gives) < flags < ``--set``; every value checked as it comes in."""
+    from .bench.config import BenchConfig, apply, apply_sets, load_config_file
+
+    cfg = BenchConfig()
+    file_values: dict[str, Any] = {}
+    if config_file:
+        file_values = load_config_file(config_file)
+        cfg = apply(cfg, file_values, str(config_file))
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if flags.get("preset", cfg.preset) == "smoke":
+        cfg = apply(cfg, {k: v for k, v in SMOKE.items() if k not in flags and k not in file_values},
+                    "smoke preset")
+    if "id" in flags and "out" not in flags and "out" not in file_values:
+        flags["out"] = f"runs/{flags['id']}"
+    cfg = apply(cfg, flags, "command line")
+    return apply_sets(cfg, sets)
+
+
+_SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: --set negatives.kinds=warp, "
+             "--set negatives.last_epochs=2, --set negatives=none.  Values: int, float, true/false, none, "
+             "else a string.")
+
+
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or YAML file of settings.")
+@click.option("--config", "config_file", help="TOML or YAML file of settings.")
 @click.option("--id", "id_", help="In-distribution dataset (default mnist).")
 @click.option("--ood", multiple=True, help="OOD dataset(s); repeat or comma-separate.")
 @click.option("--method", "methods", multiple=True, help="Method(s): inversion, standard, fig, bal.")
 @click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
 @click.option("--epochs", type=int, help="Training epochs (default: the preset's).")
 @click.option("--preset", help="Hyperparameter preset: fast (default), report, smoke, ...")
-@click.option("--data-root", type=click.Path(file_okay=False), envvar="NIOOD_DATA",
+@click.option("--data-root", envvar="NIOOD_DATA",
               help="Where datasets are looked for [env NIOOD_DATA; default ~/.cache/niood/data].")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--device", help="cpu (default) or cuda.")
-@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--out", help="Output directory (default runs/<id>); holds this run's results only.")
+@click.option("--device", help="cpu (default), cuda, cuda:N or mps.")
+@click.option("--seed", type=int, help="Random seed, 0 to 2**32-1 (default 0).")
 @click.option("--train-limit", type=int, help="Use this many ID training images.")
 @click.option("--test-limit", type=int, help="Use this many images per test set.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Trainer hyperparameter override, e.g. --set gamma=10 --set conditioning=matrix.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--resume", is_flag=True, help="Continue an interrupted training from its last epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines; print the table only.")
-@_user_errors
+@_handle_errors
 def run(config_file, id_, ood, methods, detectors, epochs, preset, data_root, out, device, seed, train_limit,
         test_limit, sets, resume, quiet) -> None:
     """Train each method once, score it with every detector, write tables and plots."""
-    from .bench.config import BenchConfig, apply, load_config_file
     from .bench.report import summary_table
     from .bench.runner import run as run_bench
 
     _setup_logging(quiet)
-    cfg = BenchConfig()
-    if config_file:
-        cfg = apply(cfg, load_config_file(config_file), str(config_file))
     flags = {"id": id_, "ood": _csv(ood), "methods": _csv(methods), "detectors": _csv(detectors),
              "epochs": epochs, "preset": preset, "data_root": data_root, "out": out, "device": device,
              "seed": seed, "train_limit": train_limit, "test_limit": test_limit}
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if flags.get("preset", cfg.preset) == "smoke":
-        cfg = apply(cfg, {k: v for k, v in SMOKE.items() if k not in flags}, "smoke preset")
-    if "id" in flags and "out" not in flags and not config_file:
-        flags["out"] = f"runs/{flags['id']}"
-    cfg = apply(cfg, _with_sets(flags, cfg, sets), "command line")
-    command = "niood-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    payload = run_bench(cfg, progress=not quiet, resume=resume, command=command)
+    cfg = _config(config_file, flags, sets)
+    command, argv = _command_line()
+    payload = run_bench(cfg, progress=not quiet, resume=resume, command=command, argv=argv)
     click.echo(summary_table(payload["results"], payload["methods"]))
     click.echo(f"wall time {payload['timings']['total_s']:.1f} s; results in {cfg.out}/results.md")
 
 
-def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
-    import yaml
-
-    from .errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in sets:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out  # checked with the rest of the configuration by bench.runner.validate
-
-
-def _with_sets(flags: dict[str, Any], cfg: Any, sets: tuple[str, ...]) -> dict[str, Any]:
-    """``flags`` plus, with ``--set`` options, ``hparams``: the configuration's, overridden by them."""
-    return {**flags, "hparams": {**cfg.hparams, **_parse_sets(sets)}} if sets else flags
-
-
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Same file as for `run`.")
+@click.option("--config", "config_file", help="Same file as for `run` (names the models and the run's folder).")
 @click.option("--id", "id_", help="In-distribution dataset (default mnist).")
 @click.option("--start", required=True, help="OOD set the attacked images start from (e.g. fashionmnist).")
 @click.option("--norm", type=click.Choice(["l2", "linf"]), default="l2", show_default=True)
@@ -143,70 +250,87 @@ def _with_sets(flags: dict[str, Any], cfg: Any, sets: tuple[str, ...]) -> dict[s
 @click.option("--preset", help="Preset of the models (must match the cached run).")
 @click.option("--epochs", type=int)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Trainer hyperparameter override, as for `run` (must match the cached run).")
-@click.option("--data-root", type=click.Path(file_okay=False), envvar="NIOOD_DATA")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Trained models (default <out>/models).")
+              help="As for `run` (must match the cached run).")
+@click.option("--data-root", envvar="NIOOD_DATA")
+@click.option("--out", help="The attack's own output directory (default: <the run's --out>-attack).")
+@click.option("--cache-dir", help="Trained models (default <the run's --out>/models).")
 @click.option("--device")
 @click.option("--seed", type=int)
 @click.option("--test-limit", type=int, help="ID test images scored.")
 @click.option("--train", "train_missing", is_flag=True, help="Train models missing from the cache (else an error).")
 @click.option("--quiet", "-q", is_flag=True)
-@_user_errors
+@_handle_errors
 def attack(config_file, id_, start, norm, eps, steps, lr, n_attack, adaptive, methods, detectors, preset, epochs,
            sets, data_root, out, cache_dir, device, seed, test_limit, train_missing, quiet) -> None:
-    """AUROC of each method x detector when OOD images are attacked (source 004)."""
-    from .bench.attack_bench import attack_table, run_attack_bench
-    from .bench.config import BenchConfig, apply, load_config_file
+    """AUROC of each method x detector when OOD images are attacked (source 004).
+
+    The models come from the run that the same --config/flags describe (its --out/models);
+    the results go to a folder of their own, never into the run's.
+    """
+    from .bench.attack_bench import attack_out, attack_table, run_attack_bench
+    from .bench.config import apply
     from .errors import ConfigError
 
     _setup_logging(quiet)
-    cfg = BenchConfig()
-    if config_file:
-        cfg = apply(cfg, load_config_file(config_file), str(config_file))
     flags = {"id": id_, "methods": _csv(methods), "detectors": _csv(detectors), "preset": preset, "epochs": epochs,
-             "data_root": data_root, "out": out, "cache_dir": cache_dir, "device": device, "seed": seed,
+             "data_root": data_root, "cache_dir": cache_dir, "device": device, "seed": seed,
              "test_limit": test_limit}
-    cfg = apply(cfg, _with_sets({k: v for k, v in flags.items() if v is not None}, cfg, sets), "command line")
+    cfg = _config(config_file, flags, sets)  # the run's settings, out included
+    run_out = Path(cfg.out)
+    target = Path(out) if out else attack_out(run_out)
+    if target.absolute() == run_out.absolute() or (run_out.exists() and target.exists()
+                                                   and target.resolve() == run_out.resolve()):
+        raise ConfigError(f"attack --out {target} is the run's own folder; attack results go to a folder of their "
+                          f"own (default {attack_out(run_out)})")
+    cfg = apply(cfg, {"out": str(target), "cache_dir": cfg.cache_dir or str(run_out / "models")}, "command line")
     try:
         eps_list = [float(e) for e in eps.split(",") if e.strip()]
-    except ValueError as exc:
-        raise ConfigError(f"--eps must be comma-separated numbers, got {eps!r}") from exc
-    command = "niood-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    except ValueError:
+        raise ConfigError(f"--eps must be comma-separated numbers, got {eps!r}") from None
+    command, argv = _command_line()
     payload = run_attack_bench(cfg, start, norm, eps_list, steps, lr, n_attack, adaptive, progress=not quiet,
-                               command=command, train_missing=train_missing)
+                               command=command, train_missing=train_missing, argv=argv)
     click.echo(attack_table(payload["results"]))
     click.echo(f"wall time {payload['timings']['total_s']:.1f} s; results in {cfg.out}/results.md")
 
 
+def _check_data_root(data_root: Optional[str]) -> None:
+    if data_root is not None:
+        from .bench.runner import check_dir_path
+
+        check_dir_path(Path(data_root), "--data-root", need_write=False)
+
+
 @main.command(name="list")
-@click.option("--data-root", type=click.Path(file_okay=False), envvar="NIOOD_DATA")
-@_user_errors
+@click.option("--data-root", envvar="NIOOD_DATA")
+@_handle_errors
 def list_(data_root) -> None:
     """Datasets (and which are present), detectors, methods and presets."""
     from .bench.config import ALL_DETECTORS
-    from .bench.methods import METHODS
+    from .bench.methods import METHODS, list_methods
     from .data import dataset_status, list_datasets
     from .presets import list_presets
 
+    _check_data_root(data_root)
     click.echo("datasets:")
     for name in list_datasets():
         st = dataset_status(name, data_root)
         click.echo(f"  {name:<14} {'present' if st['present'] else 'missing'}")
     click.echo("detectors: " + ", ".join(list(ALL_DETECTORS) + ["bal (with method bal)"]))
     click.echo("methods:")
-    for name, m in sorted(METHODS.items()):
-        click.echo(f"  {name:<10} {m.description}")
+    for name in list_methods():
+        click.echo(f"  {name:<10} {METHODS.get(name).description}")
     click.echo("presets: " + ", ".join(list_presets()))
 
 
 @main.command()
-@click.option("--data-root", type=click.Path(file_okay=False), envvar="NIOOD_DATA")
-@_user_errors
+@click.option("--data-root", envvar="NIOOD_DATA")
+@_handle_errors
 def data(data_root) -> None:
     """Where each dataset is looked for, and how to get a missing one."""
     from .data import dataset_status, default_data_root, list_datasets
 
+    _check_data_root(data_root)
     click.echo(f"data root: {data_root or default_data_root()}")
     for name in list_datasets():
         st = dataset_status(name, data_root)
@@ -218,10 +342,10 @@ def data(data_root) -> None:
 
 
 @main.command()
-@click.argument("dirs", nargs=-1, required=True, type=click.Path())
-@_user_errors
+@click.argument("dirs", nargs=-1, required=True)
+@_handle_errors
 def compare(dirs) -> None:
-    """One side-by-side table of several result directories."""
+    """One side-by-side table of several `run` result directories."""
     from .bench.report import compare as compare_runs
 
     click.echo(compare_runs(dirs))

@@ -2,8 +2,10 @@
 
 Every result and checkpoint is written to a temporary file in the same directory and
 then renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a crash
-leaves either the old file or the new one, never half of one.  Checkpoints are loaded
-with ``torch.load(..., weights_only=True)``: nothing unpickles arbitrary objects.
+leaves either the old file or the new one, never half of one.  The file gets the mode a
+plain ``open(path, "w")`` would give it (``0o666`` minus the process umask), not the
+``0o600`` of a temporary file, so results shared with a group stay readable.  Checkpoints
+are loaded with ``torch.load(..., weights_only=True)``: nothing unpickles arbitrary objects.
 """
 from __future__ import annotations
 
@@ -17,6 +19,19 @@ import torch
 from .errors import CheckpointError
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +41,8 @@ def _atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str) ->
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+            if hasattr(os, "fchmod"):  # mkstemp makes 0o600; give the mode open() would
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -166,6 +166,8 @@ class Negatives:
 
     def __post_init__(self) -> None:
         validate_params(self.to_dict(), NEGATIVES_CONSTRAINTS, "Negatives")
+        for name in ("per_image", "warp_strength"):  # 1 and 1.0 are one recipe (one cache key)
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
     def kind_list(self) -> tuple[str, ...]:

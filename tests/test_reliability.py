@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from niood_plugin.cli import main
-from niood_plugin.files import atomic_write_text, load_checkpoint
-from niood_plugin.trainer import CHECKPOINT_FORMAT
+from niood_plugin.files import atomic_torch_save, atomic_write_text, load_checkpoint
+from niood_plugin.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
 TRAIN_SCRIPT = r"""
 import json, sys, torch
@@ -33,17 +33,19 @@ trainer = InversionTrainer(clf, 10, (1, 28, 28), preset="smoke", epochs=3, inver
                            latent_dim=8, generator_width=8, progress=False, seed=0)
 if stall != "-":  # stall a few forward passes into epoch 2 and tell the parent, which then kills us
     import pathlib, time
-    saves, calls, save = [0], [0], trainer._save
+    from niood_plugin import checkpoint
+    saves, calls, save = [0], [0], checkpoint.save
     def counted_save(*a, **k):
-        save(*a, **k)
+        out = save(*a, **k)
         saves[0] += 1               # save 1: after the noise pre-training; save 2: after epoch 1
+        return out
     def hook(*a):
         if saves[0] == 2:
             calls[0] += 1
             if calls[0] == 3:
                 pathlib.Path(stall).write_text("mid-epoch-2")
                 time.sleep(600)
-    trainer._save = counted_save
+    checkpoint.save = counted_save
     clf.register_forward_hook(hook)
 hist = trainer.fit(data.loader(batch_size=64, shuffle=True, seed=0), checkpoint=ckpt, resume=ckpt if resume else None)
 json.dump([{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist], open(out, "w"))
@@ -93,6 +95,18 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
+    """Not the 0o600 of the temporary file: 0o666 minus the umask, as open() would give."""
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "results.json", "{}")
+        atomic_torch_save({"w": torch.zeros(1)}, tmp_path / "model.pt")
+    finally:
+        os.umask(old)
+    assert {(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {mode}
 
 
 def test_same_seed_same_results_json(tmp_path):

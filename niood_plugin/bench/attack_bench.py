@@ -18,41 +18,80 @@ import torch
 
 from ..attack import run_attack, ue_score_fn
 from ..data import TensorData
-from ..files import atomic_write_text
+from ..errors import ConfigError
+from ..validation import Interval, Options, check_param
 from .config import BenchConfig
 from .methods import accuracy
-from .report import md_table, render_csv
-from .runner import (BenchData, environment, load_data, model_source, peak_rss_mb, prepare_out, score_method,
-                     validate)
+from .report import code_line, md_table, render_csv, write_results
+from .outputs import prepare_out, remove_stale
+from .provenance import environment, peak_rss_mb, provenance
+from .runner import BenchData, ModelSource, check_device, load_data, score_method, validate
 
 log = logging.getLogger(__name__)
 
 BROKEN_AUROC = 0.6
 
+#: The attack's own parameters, by option name (the models' settings are a :class:`BenchConfig`;
+#: ``--start`` is a dataset name, checked with the other names by ``runner.validate``).
+ATTACK_CONSTRAINTS = {
+    "--norm": [Options("l2", "linf")],
+    "--eps": [Interval(float, 0, None)],
+    "--steps": [Interval(int, 1, None)],
+    "--lr": [Interval(float, 0, None, closed="neither")],
+    "--n": [Interval(int, 1, None)],
+}
+
+
+def attack_out(run_out: str | Path) -> Path:
+    """The default folder of an attack on the models of the run in ``run_out``: a sibling."""
+    run_out = Path(run_out)
+    return run_out.with_name(run_out.name + "-attack")
+
+
+def check_attack(cfg: BenchConfig, start: str, norm: str, eps_list: list[float], steps: int, lr: float,
+                 n_attack: int) -> None:
+    """The attack's parameters, before anything is loaded or written."""
+    for name, value in (("--norm", norm), ("--steps", steps), ("--lr", lr), ("--n", n_attack)):
+        check_param(name, value, ATTACK_CONSTRAINTS[name], "attack")
+    if not eps_list:
+        raise ConfigError("attack: --eps needs one or more budgets >= 0, e.g. --eps 0,0.5,1")
+    for e in eps_list:
+        check_param("--eps", e, ATTACK_CONSTRAINTS["--eps"], "attack")
+    if len(set(eps_list)) != len(eps_list):
+        raise ConfigError(f"attack: --eps lists a budget more than once: {eps_list}")
+    if not isinstance(start, str) or not start:
+        raise ConfigError("attack: --start needs a dataset name")
+    if start == cfg.id:
+        raise ConfigError(f"attack: --start {start!r} is the in-distribution set; start from an OOD set")
+
 
 def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[float], steps: int, lr: float,
                      n_attack: int, adaptive: bool, progress: bool = True, command: str = "",
-                     train_missing: bool = False) -> dict[str, Any]:
-    t_start = time.perf_counter()
+                     train_missing: bool = False, argv: Optional[list[str]] = None) -> dict[str, Any]:
+    """Attack the models ``cfg`` names (from the cache ``cfg.cache_dir``) and write the results
+    to ``cfg.out``, a folder of its own (``results.json`` has ``"kind": "attack"``)."""
+    started, t_start = time.time(), time.perf_counter()
     cfg = replace(cfg, ood=[start])
-    validate(cfg)
-    if not eps_list or any(e < 0 for e in eps_list):
-        raise ValueError(f"--eps needs one or more values >= 0, got {eps_list}")
+    check_attack(cfg, start, norm, eps_list, steps, lr, n_attack)
+    validate(cfg, "attack")
     out = Path(cfg.out)
-    prepare_out(out)
-    device = torch.device(cfg.device)
+    device = check_device(cfg.device)
     data = load_data(cfg)
     starts = data.oods[start]
     n = min(n_attack, len(starts))
     x_start = starts.x[:n]
 
-    get = model_source(cfg, data, device, progress, resume=False, train_missing=train_missing)
+    if train_missing:
+        prepare_out(out)  # training writes checkpoints and sample grids there
+    models = ModelSource(cfg, data, device, progress, resume=False, train_missing=train_missing)
+    trained = {m: models.get(m) for m in cfg.methods}  # a missing model fails here, before out is made
+    prepare_out(out)
 
     results: list[dict[str, Any]] = []
     methods_info: dict[str, Any] = {}
     mapes: dict[tuple[str, float], np.ndarray] = {}
     for method in cfg.methods:
-        tm = get(method)
+        tm = trained[method]
         tm.model.to(device).eval()
         t0 = time.perf_counter()
         attacked: dict[str, TensorData] = {}
@@ -76,22 +115,25 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
         results += rows
         methods_info[method] = {"id_accuracy": accuracy(tm.model, data.test.loader(batch_size=cfg.batch_size),
                                                         device, tm.num_classes),
-                                "train_time_s": tm.train_time_s, "attack_time_s": attack_s, "cached": tm.cached}
+                                "train_time_s": tm.train_time_s, "attack_time_s": attack_s, "cached": tm.cached,
+                                "start": models.start[method]}
 
+    total = time.perf_counter() - t_start
     payload = {
-        "command": command, "config": cfg.to_dict(),
+        "kind": "attack", "command": command, "config": cfg.to_dict(),
         "attack": {"start": start, "norm": norm, "eps": eps_list, "steps": steps, "lr": lr, "n_attacked": n,
-                   "adaptive": adaptive, "target": "garbage-aware UE score" if adaptive else "penultimate features"},
+                   "adaptive": adaptive, "target": "garbage-aware UE score" if adaptive else "penultimate features",
+                   "models": str(models.cache_dir)},
         "environment": environment(device),
-        "timings": {"total_s": time.perf_counter() - t_start, "peak_rss_mb": peak_rss_mb()},
+        "timings": {"total_s": total, "peak_rss_mb": peak_rss_mb()},
         "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info, "results": results,
+        "notes": [f"attacked {n} {start} test images per budget; AUROC of ID test images against them"],
+        "provenance": provenance("attack", argv, cfg.seed, device, started, total),
     }
-    import json
-
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
-    atomic_write_text(out / "results.csv", render_csv_with_eps(results))
-    atomic_write_text(out / "results.md", render_attack_md(payload))
-    plot_attack(out, results, mapes)
+    write_results(out, payload, render_csv_with_eps(results), render_attack_md(payload))
+    written = plot_attack(out, results, mapes)
+    remove_stale(out, "attack", written, cfg.methods)
+    models.remove_own_checkpoints()
     return payload
 
 
@@ -127,7 +169,7 @@ def attack_table(results: list[dict]) -> str:
 def render_attack_md(payload: dict) -> str:
     a, env = payload["attack"], payload["environment"]
     lines = [f"# OOD attack: {payload['config']['id']} vs attacked {a['start']}", "",
-             f"- command: `{payload['command']}`",
+             f"- command: `{payload['command']}`", f"- code: {code_line(payload)}",
              f"- attack: {a['norm']} ball, eps {a['eps']}, {a['steps']} Adamax steps, lr {a['lr']}, "
              f"{a['n_attacked']} start images, target: {a['target']}; seed {payload['config']['seed']}",
              f"- hardware: {env['cpu']} ({env['cpu_count']} cores), device {env['device']}; wall "
@@ -140,10 +182,11 @@ def render_attack_md(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_attack(out: Path, results: list[dict], mapes: dict[tuple[str, float], np.ndarray]) -> None:
+def plot_attack(out: Path, results: list[dict], mapes: dict[tuple[str, float], np.ndarray]) -> list[Path]:
     from .plots import _plt
 
     plt = _plt()
+    files = []
     for method in sorted({r["method"] for r in results}):
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
         for det in sorted({r["detector"] for r in results if r["method"] == method}):
@@ -159,3 +202,5 @@ def plot_attack(out: Path, results: list[dict], mapes: dict[tuple[str, float], n
         b.legend(fontsize=7)
         fig.savefig(out / f"attack_{method}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
+        files.append(out / f"attack_{method}.png")
+    return files

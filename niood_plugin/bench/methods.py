@@ -230,7 +230,7 @@ def cache_key(method: str, ctx: MethodContext) -> str:
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
         "classifier": ctx.classifier_name(), "width": cfg.width, "image_shape": list(ctx.image_shape),
         "config": ctx.inversion_config().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
-        "negatives": getattr(cfg, "negatives", None) if method == "inversion" else None,
+        "negatives": None if method != "inversion" or ctx.negatives() is None else ctx.negatives().to_dict(),
         "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

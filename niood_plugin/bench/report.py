@@ -78,11 +78,21 @@ def per_ood_table(results: list[dict], method: str, detector: str) -> str:
                      "separation"], body)
 
 
+def code_line(payload: dict) -> str:
+    """Which code made a result: the git commit (and whether it had local changes)."""
+    prov = payload.get("provenance") or {}
+    if not prov.get("commit"):
+        return f"niood-plugin {payload.get('environment', {}).get('niood_plugin', '?')} (not a git checkout)"
+    dirty = {True: " with local changes", False: "", None: ""}.get(prov.get("dirty"), "")
+    return f"commit {prov['commit'][:12]}{dirty}"
+
+
 def render_markdown(payload: dict) -> str:
     cfg, env, timings = payload["config"], payload["environment"], payload["timings"]
     results = payload["results"]
     lines = [f"# niood-bench: {cfg['id']} in-distribution", ""]
     lines.append(f"- command: `{payload.get('command', '')}`")
+    lines.append(f"- code: {code_line(payload)}")
     lines.append(f"- methods: {', '.join(cfg['methods'])}; preset `{cfg['preset']}`; epochs "
                  f"{cfg['epochs'] if cfg['epochs'] is not None else 'preset default'}; seed {cfg['seed']}")
     lines.append(f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} cores, torch threads "
@@ -120,35 +130,69 @@ def render_csv(results: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_results(out: Path, payload: dict) -> None:
+def write_results(out: Path, payload: dict, csv_text: str | None = None, md_text: str | None = None) -> None:
     """Write results.json, results.csv and results.md atomically (each old or new, never half)."""
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=float))
-    atomic_write_text(out / "results.csv", render_csv(payload["results"]))
-    atomic_write_text(out / "results.md", render_markdown(payload))
+    atomic_write_text(out / "results.csv", render_csv(payload["results"]) if csv_text is None else csv_text)
+    atomic_write_text(out / "results.md", render_markdown(payload) if md_text is None else md_text)
+
+
+KINDS = ("run", "attack")
+
+
+def result_kind(payload: Any) -> str | None:
+    """``"run"`` or ``"attack"`` for a results payload (older ones without ``kind``: an
+    ``attack`` entry marks an attack result), ``None`` if it is not a niood-bench result."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list) \
+            or not isinstance(payload.get("config"), dict):
+        return None
+    kind = payload.get("kind", "attack" if "attack" in payload else "run")
+    return kind if kind in KINDS else None
 
 
 def load_results(path: str | Path) -> dict:
+    """The payload of a results folder (or of a results.json file); one-line errors for a missing,
+    unreadable or malformed file."""
     p = Path(path)
     p = p / "results.json" if p.is_dir() else p
     if not p.is_file():
-        raise ConfigError(f"no results.json in {path}")
+        raise ConfigError(f"no results.json in {path}" if Path(path).is_dir() else f"{path} does not exist")
     try:
-        return json.loads(p.read_text())
+        payload = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not UTF-8 text, so not a niood-bench results.json") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p} is not valid JSON: {exc}") from exc
+        raise ConfigError(f"{p} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if result_kind(payload) is None:
+        raise ConfigError(f"{p} is not a niood-bench results.json (it needs 'config', 'results' and a known 'kind')")
+    for i, r in enumerate(payload["results"]):
+        if not isinstance(r, dict) or not all(k in r for k in ("method", "detector", "ood", "auroc", "fpr95")) \
+                or not all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool) for k in ("auroc", "fpr95")):
+            raise ConfigError(f"{p}: results[{i}] is not a result row (method, detector, ood, auroc, fpr95)")
+    if not isinstance(payload["config"].get("id"), str):
+        raise ConfigError(f"{p}: config.id is missing")
+    return payload
 
 
 def compare(paths: Sequence[str | Path]) -> str:
-    """One side-by-side Markdown table of average AUROC / FPR95 over several result dirs."""
+    """One side-by-side Markdown table of average AUROC / FPR95 over several ``run`` result folders.
+
+    Attack results are refused: their rows are one per attack budget, and an average over
+    budgets is not an AUROC of anything.
+    """
     rows = []
     for path in paths:
         payload = load_results(path)
-        methods = payload.get("methods", {})
+        kind = result_kind(payload)
+        if kind != "run":
+            raise ConfigError(f"{path} holds `niood-bench {kind}` results (AUROC per attack budget); compare reads "
+                              "`niood-bench run` results only: read its results.md instead")
+        methods = payload.get("methods", {}) if isinstance(payload.get("methods"), dict) else {}
         groups: dict[tuple[str, str], list[dict]] = OrderedDict()
         for r in payload["results"]:
             groups.setdefault((r["method"], r["detector"]), []).append(r)
         for (method, det), rs in groups.items():
-            m = methods.get(method, {})
+            m = methods.get(method, {}) if isinstance(methods.get(method), dict) else {}
             rows.append([str(path), payload["config"]["id"], method, det, _mean([r["auroc"] for r in rs]),
                          _mean([r["fpr95"] for r in rs]), m.get("id_accuracy", ""), m.get("train_time_s", "")])
     return md_table(["run", "ID", "method", "detector", "avg AUROC", "avg FPR95", "ID acc", "train s"], rows)

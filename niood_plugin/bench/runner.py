@@ -4,33 +4,40 @@ Each stage hands its output to the next and never calls back: ``load_data`` give
 tensors, ``methods.obtain`` a trained (or cached) model, ``detectors.build`` +
 ``evaluate.score`` the scores, ``evaluate.ood_metrics`` the rows, and ``report`` /
 ``plots`` write them.
+
+Before anything is created or trained, :func:`validate` checks the whole configuration
+and the output folder.  An output folder belongs to one command (``results.json`` records
+``"kind": "run"`` or ``"attack"``); a run replaces only what this harness writes there and
+removes only its own checkpoints.
 """
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..data import TensorData, list_datasets, load_dataset, subset_indices
-from ..detector import VARIANTS as UE_VARIANTS
 from ..errors import ConfigError
-from ..presets import list_presets
 from . import plots
-from .config import ALL_DETECTORS, BenchConfig
+from .config import ALL_DETECTORS, BenchConfig, check
 from .detectors import applicable, build
 from .evaluate import ood_metrics, represent, score
-from .methods import METHODS, MethodContext, accuracy, list_methods, obtain
+from .methods import METHODS, MethodContext, accuracy, cache_key, list_methods, obtain
+from .outputs import check_dir_path, check_out_dir, prepare_out, remove_stale, remove_path, rmdir_if_empty
+from .provenance import environment, peak_rss_mb, provenance
 from .report import write_results
 
 log = logging.getLogger(__name__)
+
+#: Which methods make a model a detector can score; detectors not listed work on every model.
+DETECTOR_NEEDS = {"ue-id": ("inversion",), "garbage": ("inversion",), "bal": ("bal",)}
+
+SAMPLES_KEY = ".niood-model-key"  # in samples/<method>/: the cache key of the model the grids show
 
 
 @dataclass
@@ -49,8 +56,24 @@ class BenchData:
         return int(self.train.num_classes)
 
 
-def validate(cfg: BenchConfig) -> None:
-    """Check every name and number in ``cfg`` before any work starts."""
+# ----------------------------------------------------------------------------- validation
+
+def check_device(name: str) -> torch.device:
+    """``name`` as a ``torch.device`` that exists here, or one clear :class:`ConfigError`."""
+    from ..devices import resolve_device
+
+    try:
+        return resolve_device(name)
+    except (TypeError, ValueError) as exc:
+        msg = str(exc)
+        if isinstance(name, str) and name != name.lower():
+            msg += f" (did you mean {name.lower()!r}?)"
+        raise ConfigError(msg) from None
+
+
+def validate(cfg: BenchConfig, kind: str = "run") -> None:
+    """Check every name and number in ``cfg``, and the output folder, before any work starts."""
+    check(cfg)
     datasets = list_datasets()
     for name in [cfg.id, *cfg.ood]:
         if name not in datasets:
@@ -59,45 +82,63 @@ def validate(cfg: BenchConfig) -> None:
         raise ConfigError(f"{cfg.id!r} has no class labels and cannot be the in-distribution set")
     if cfg.id in cfg.ood:
         raise ConfigError(f"{cfg.id!r} is both the ID set and an OOD set")
-    if not cfg.ood:
-        raise ConfigError("no OOD set given (--ood)")
     for m in cfg.methods:
         if m not in METHODS:
             raise ConfigError(f"unknown method {m!r}; choose from {list_methods()}")
-    if not cfg.methods:
-        raise ConfigError("no method given (--method)")
     valid_detectors = list(ALL_DETECTORS) + ["bal"]
     for d in cfg.detectors:
         if d not in valid_detectors:
             raise ConfigError(f"unknown detector {d!r}; choose from {valid_detectors}")
+        needs = DETECTOR_NEEDS.get(d)
+        if needs and not set(needs) & set(cfg.methods):
+            raise ConfigError(f"detector {d!r} scores only models of method {' or '.join(needs)}, which this run "
+                              f"does not train (methods: {', '.join(cfg.methods)}); add --method {needs[0]} or "
+                              f"drop {d!r}")
+    from ..detector import VARIANTS as UE_VARIANTS
+    from ..presets import list_presets
+
     if cfg.preset not in list_presets():
         raise ConfigError(f"unknown preset {cfg.preset!r}; choose from {list_presets()}")
     if cfg.ue_variant not in UE_VARIANTS:
         raise ConfigError(f"unknown ue_variant {cfg.ue_variant!r}; choose from {list(UE_VARIANTS)}")
-    for name in ("width", "fit_limit", "batch_size"):
-        if getattr(cfg, name) <= 0:
-            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
-    for name in ("epochs", "train_limit", "test_limit", "threads"):
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{name} must be > 0, got {value}")
+    _check_hparam_names(cfg)
     try:  # unknown or bad trainer hyperparameters (--set, hparams) fail here, before any work
         cfg.inversion_config()
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"hyperparameters: {exc}") from exc
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {cfg.device!r} requested but CUDA is not available; use --device cpu")
-
-
-def prepare_out(out: Path) -> None:
+        raise ConfigError(f"hyperparameters: {_one_line(exc)}") from None
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".niood-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to --out {out}: {exc.strerror or exc}; choose a writable directory") from exc
+        cfg.negatives_object()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"negatives: {_one_line(exc)}") from None
+    check_device(cfg.device)
+    out = Path(cfg.out)
+    check_out_dir(out, kind)
+    if cfg.cache_dir:
+        check_dir_path(Path(cfg.cache_dir), "cache_dir", need_write=kind == "run")  # an attack reads it
+    if cfg.data_root:
+        check_dir_path(Path(cfg.data_root), "data_root", need_write=False)
 
+
+def _check_hparam_names(cfg: BenchConfig) -> None:
+    """A benchmark setting given as a trainer hyperparameter (``--set width=16``) gets a hint."""
+    import dataclasses
+
+    from .. import InversionConfig
+    from .config import CONSTRAINTS
+
+    known = {f.name for f in dataclasses.fields(InversionConfig)}
+    for key in cfg.hparams:
+        if key not in known and key in CONSTRAINTS:
+            raise ConfigError(f"hyperparameters: {key!r} is a benchmark setting, not a trainer hyperparameter: "
+                              "set it with its flag, if it has one, or as a top-level key of a --config file, "
+                              "not with --set / [hparams]")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- the run
 
 def load_data(cfg: BenchConfig) -> BenchData:
     train = load_dataset(cfg.id, "train", cfg.data_root, limit=cfg.train_limit, seed=cfg.seed)
@@ -116,66 +157,34 @@ def load_data(cfg: BenchConfig) -> BenchData:
     return BenchData(train, test, oods, fit)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux/macOS)."""
-    import resource
-    import sys as _sys
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if _sys.platform == "darwin" else rss / 1024
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    import pytorch_ood
-    import sklearn
-    import timm
-    import torchvision
-
-    from .. import __version__
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "pytorch_ood": pytorch_ood.__version__,
-        "timm": timm.__version__, "sklearn": sklearn.__version__, "niood_plugin": __version__,
-    }
-
-
-def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, command: str = "") -> dict[str, Any]:
+def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, command: str = "",
+        argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Run the benchmark described by ``cfg``; returns the results payload (also written to ``cfg.out``)."""
-    t_start = time.perf_counter()
-    validate(cfg)
+    started, t_start = time.time(), time.perf_counter()
+    validate(cfg, "run")
+    device = check_device(cfg.device)
     out = Path(cfg.out)
-    prepare_out(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
     t0 = time.perf_counter()
-    data = load_data(cfg)
+    data = load_data(cfg)  # a missing or corrupt data set fails before the output folder exists
     timings: dict[str, Any] = {"data_s": time.perf_counter() - t0, "train_s": {}, "score_s": {}}
+    prepare_out(out)
     log.info("data: %s train %d, test %d, OOD %s (%.1f s)", cfg.id, len(data.train), len(data.test),
              {k: len(v) for k, v in data.oods.items()}, timings["data_s"])
 
-    get = model_source(cfg, data, device, progress, resume)
+    models = ModelSource(cfg, data, device, progress, resume)
 
     results: list[dict[str, Any]] = []
     methods_info: dict[str, Any] = {}
     all_scores: dict[tuple[str, str, str], np.ndarray] = {}
+    written: list[Optional[Path]] = []
     for method in cfg.methods:
         t0 = time.perf_counter()
-        tm = get(method)
+        tm = models.get(method)
         tm.model.to(device).eval()
         timings["train_s"][method] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -188,46 +197,129 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
         timings["score_s"][method] = time.perf_counter() - t0
         methods_info[method] = {"id_accuracy": id_acc, "train_time_s": tm.train_time_s,
                                 "score_time_s": timings["score_s"][method], "cached": tm.cached,
-                                "garbage_index": tm.garbage_index, "history": tm.history}
+                                "start": models.start[method], "garbage_index": tm.garbage_index,
+                                "history": tm.history}
         log.info("%s: ID accuracy %.4f, trained in %.1f s%s", method, id_acc, tm.train_time_s,
                  " (cached)" if tm.cached else "")
-        plots.training_curves(out, method, tm.history)
+        written.append(plots.training_curves(out, method, tm.history))
 
     t0 = time.perf_counter()
-    plots.roc_curves(out, all_scores, cfg.id)
-    plots.histograms(out, all_scores, cfg.id)
+    written += plots.roc_curves(out, all_scores, cfg.id)
+    written += plots.histograms(out, all_scores, cfg.id)
     timings["plots_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     timings["peak_rss_mb"] = peak_rss_mb()
     payload = {
-        "command": command, "config": cfg.to_dict(), "environment": environment(device), "timings": timings,
-        "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info, "results": results,
-        "notes": _notes(cfg, data),
+        "kind": "run", "command": command, "config": cfg.to_dict(), "environment": environment(device),
+        "timings": timings, "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info,
+        "results": results, "notes": _notes(cfg, data),
+        "provenance": provenance("run", argv, cfg.seed, device, started, timings["total_s"]),
     }
     write_results(out, payload)
-    checkpoints = out / "checkpoints"
-    if checkpoints.is_dir() and not resume:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model cache holds the result
+    remove_stale(out, "run", written, cfg.methods)
+    models.remove_own_checkpoints()  # finished: the model cache holds the result
     return payload
+
+
+@dataclass
+class ModelSource:
+    """``get(method)``: the trained model of ``method``, from the cache or trained once.
+
+    Keeps track of the checkpoint file of each method (named by the method and its cache
+    key, as :mod:`~niood_plugin.bench.methods` names it), so that a finished run removes its
+    own and no other configuration's, and says for each method whether it came from the
+    cache, resumed from a checkpoint or started fresh, and why (:attr:`start`).
+    """
+
+    cfg: BenchConfig
+    data: BenchData
+    device: torch.device
+    progress: bool
+    resume: bool
+    train_missing: bool = True
+    trained: dict[str, Any] = field(default_factory=dict)
+    start: dict[str, str] = field(default_factory=dict)
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cfg.cache_dir) if self.cfg.cache_dir else self.out / "models"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def context(self, method: str, resume: bool) -> MethodContext:
+        return MethodContext(cfg=self.cfg, train=self.data.train, val=None, num_classes=self.data.num_classes,
+                             image_shape=self.data.image_shape, device=self.device, progress=self.progress,
+                             checkpoint_dir=self.checkpoint_dir, sample_dir=self.out / "samples" / method,
+                             resume=resume, get=self.get)
+
+    def get(self, method: str):
+        if method not in self.trained:
+            ctx = self.context(method, self.resume)
+            key = cache_key(method, ctx)
+            ckpt = self.checkpoint_dir / f"{method}-{key}.pt"  # bench.methods names checkpoints so
+            self.checkpoints[method] = ckpt
+            self.start[method] = self._announce(method, key, ckpt, ctx.sample_dir)
+            self.trained[method] = obtain(method, ctx, self.cache_dir, self.train_missing)
+            if ctx.sample_dir.is_dir():
+                (ctx.sample_dir / SAMPLES_KEY).write_text(key + "\n")
+        return self.trained[method]
+
+    def _announce(self, method: str, key: str, ckpt: Path, sample_dir: Path) -> str:
+        """Log (and return) where the model of ``method`` comes from; clear stale sample grids."""
+        if (self.cache_dir / f"{method}-{key}.pt").is_file():
+            note = f"cached: the model for these settings is in {self.cache_dir}"
+            if self.resume:
+                log.info("%s: --resume: nothing to resume, %s", method, note)
+            if _read(sample_dir / SAMPLES_KEY) != key:
+                remove_path(sample_dir)  # grids of another model
+            return note
+        others = sorted(p.name for p in self.checkpoint_dir.glob(f"{method}-*.pt") if p != ckpt) \
+            if self.checkpoint_dir.is_dir() else []
+        if self.resume and ckpt.is_file():
+            log.info("%s: --resume: resuming from checkpoint %s", method, ckpt)
+            return f"resumed from checkpoint {ckpt.name}"
+        remove_path(sample_dir)
+        if self.resume:
+            if others:
+                note = (f"started fresh: the settings changed (no checkpoint {ckpt.name}, the name these settings' "
+                        f"signature gives); kept the checkpoint(s) of other settings: {', '.join(others)}")
+            else:
+                note = f"started fresh: no checkpoint of {method} in {self.checkpoint_dir}"
+            log.warning("%s: --resume: %s", method, note)
+            return note
+        if ckpt.is_file():
+            log.warning("%s: starting fresh over the checkpoint %s of an interrupted run with these settings; "
+                        "pass --resume to continue such a run", method, ckpt)
+            return "started fresh (an interrupted run's checkpoint was there; no --resume)"
+        return "trained"
+
+    def remove_own_checkpoints(self) -> None:
+        """Delete this run's checkpoint files (other configurations' stay); the folder only if empty."""
+        for ckpt in self.checkpoints.values():
+            ckpt.unlink(missing_ok=True)
+            for tmp in ckpt.parent.glob(f".{ckpt.name}.*.tmp") if ckpt.parent.is_dir() else []:
+                tmp.unlink(missing_ok=True)
+        rmdir_if_empty(self.checkpoint_dir)
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def model_source(cfg: BenchConfig, data: BenchData, device: torch.device, progress: bool, resume: bool,
                  train_missing: bool = True):
-    """``get(method)``: the trained model of ``method``, from the cache or trained once per process."""
-    out = Path(cfg.out)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "models"
-    trained: dict[str, Any] = {}
-
-    def get(method: str):
-        if method not in trained:
-            ctx = MethodContext(cfg=cfg, train=data.train, val=None, num_classes=data.num_classes,
-                                image_shape=data.image_shape, device=device, progress=progress,
-                                checkpoint_dir=out / "checkpoints", sample_dir=out / "samples" / method,
-                                resume=resume, get=get)
-            trained[method] = obtain(method, ctx, cache_dir, train_missing)
-        return trained[method]
-
-    return get
+    """``get(method)`` of a :class:`ModelSource` (kept for callers of the old function)."""
+    return ModelSource(cfg, data, device, progress, resume, train_missing).get
 
 
 def score_method(tm, cfg: BenchConfig, data: BenchData, device: torch.device):

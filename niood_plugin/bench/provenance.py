@@ -1,0 +1,84 @@
+"""Where a result came from: the code's git commit, the command line, the machine, the time."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+
+def git_state(where: Path | None = None) -> Optional[dict[str, Any]]:
+    """The commit of the git checkout holding this package, and whether it has local changes
+    (tracked files, or untracked files in the package); ``None`` outside a checkout."""
+    where = where or Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            r = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    tracked = git("status", "--porcelain", "--untracked-files=no")
+    untracked = git("status", "--porcelain", "--untracked-files=all", "--", ".")
+    dirty = None if tracked is None or untracked is None else bool(tracked or untracked)
+    return {"commit": commit, "dirty": dirty}
+
+
+def provenance(kind: str, argv: Optional[Sequence[str]], seed: int, device: torch.device, started: float,
+               wall_s: float) -> dict[str, Any]:
+    """Where a result came from: command kind, code commit, exact command line, machine, time."""
+    git = git_state()
+    env = machine(device)
+    return {
+        "kind": kind, "commit": git["commit"] if git else None, "dirty": git["dirty"] if git else None,
+        "argv": list(argv) if argv is not None else None, "cwd": os.getcwd(), "seed": seed,
+        "started_at": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": wall_s, "machine": env,
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux/macOS)."""
+    import resource
+    import sys as _sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if _sys.platform == "darwin" else rss / 1024
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+        if torch.cuda.is_available() else []
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "gpus": gpus}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    import pytorch_ood
+    import sklearn
+    import timm
+    import torchvision
+
+    from .. import __version__
+
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), **machine(device),
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "pytorch_ood": pytorch_ood.__version__,
+        "timm": timm.__version__, "sklearn": sklearn.__version__, "niood_plugin": __version__,
+    }
