@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pytorch_ood.detector import ODIN, Mahalanobis, MaxSoftmax
 
 from niood_plugin import InversionTrainer, UEDetector
-from niood_plugin.bench.methods import train_plain
+from niood_plugin.training import train_plain
 from niood_plugin.bench.runner import environment
 from niood_plugin.data import TensorData
 from niood_plugin.files import atomic_write_text
@@ -107,7 +107,7 @@ def plain_epoch(device, loader, lr: float, channels_last: bool) -> float:
     plain = build_classifier("report28", K, 1, ncf=32).to(device)
     if channels_last:
         to_channels_last(plain)
-    return train_plain(plain, loader, 1, lr, device, progress=False, channels_last=channels_last)[0]["time_s"]
+    return train_plain(plain, loader, 1, lr, device, channels_last=channels_last)[0]["time_s"]
 
 
 def layout_ab(device, n_train: int, repeats: int = 2) -> dict:

@@ -5,7 +5,7 @@ import torch
 
 from .validation import InvalidParameterError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "module_device"]
 
 
 def resolve_device(device: "str | torch.device") -> torch.device:
@@ -32,3 +32,12 @@ def resolve_device(device: "str | torch.device") -> torch.device:
             raise InvalidParameterError(f"device {device!r}: Apple MPS is not available on this machine; use 'cpu'")
         return dev
     raise InvalidParameterError(f"device {device!r} is not supported: use 'cpu' or 'cuda'")
+
+
+def module_device(module: "torch.nn.Module") -> "torch.device | None":
+    """The device of ``module``'s first parameter (else buffer); ``None`` if it has neither."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return None

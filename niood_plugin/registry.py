@@ -12,7 +12,7 @@ As in timm: ``register`` (also as a decorator), ``create`` (call the registered 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
+from typing import Any, Generic, Iterator, Optional, TypeVar
 
 from .errors import ConfigError
 

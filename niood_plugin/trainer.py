@@ -41,7 +41,7 @@ from .models import as_channels_last, build_generator, check_feature_classifier,
 from .negatives import Negatives
 from .pool import GarbagePool, dequantize, quantize
 from .scores import per_class_metrics
-from .training import class_weights, lr_scheduler, progress
+from .training import check_image_shape, check_labels, check_loader, class_weights, lr_scheduler, progress
 from .validation import Boolean, InstanceOf, Interval, validate_params
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class InversionTrainer:
                              seed=seed, progress=progress, channels_last=channels_last,
                              generator_chunk=generator_chunk, measure_per_class=measure_per_class),
                         self._parameter_constraints, "InversionTrainer")
-        self.image_shape = _check_shape(image_shape)
+        self.image_shape = check_image_shape(image_shape)
         check_feature_classifier(classifier)
         self.classifier, self.num_classes, self.negatives, self.generator = classifier, num_classes, negatives, generator
         self.callbacks = list(callbacks)
@@ -248,7 +248,7 @@ class InversionTrainer:
             self.config = replace(self.config, epochs=epochs).validate()
             if self.negatives is not None:
                 self.negatives.check(self.image_shape, epochs)
-        x = _check_loader(loader, self.image_shape, self.num_classes)
+        x = check_loader(loader, self.image_shape, self.num_classes)
         if not any(p.requires_grad for p in self.classifier.parameters()):
             raise ValueError("every parameter of the classifier is frozen (requires_grad=False): nothing to train")
         if ckpt is not None:
@@ -300,7 +300,7 @@ class InversionTrainer:
         """Images per ID class (one pass over the loader), checking every label once."""
         counts = torch.zeros(self.num_classes, dtype=torch.long)
         for _, y, *_ in loader:
-            _check_labels(y, self.num_classes)
+            check_labels(y, self.num_classes)
             counts += torch.bincount(y.long().cpu(), minlength=self.num_classes)
         return counts
 
@@ -358,53 +358,6 @@ class InversionTrainer:
             torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
         self.history = json.loads(state["history"])
         log.info("resumed from %s after epoch %d", path, epoch)
-
-
-def _check_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else ()
-    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape):
-        raise ValueError(f"image_shape must be (C, H, W), three positive ints; got {image_shape!r}")
-    return shape  # type: ignore[return-value]
-
-
-def _check_loader(loader: Iterable, image_shape: tuple[int, int, int], num_classes: int) -> Tensor:
-    """The first batch's images, after checking the loader and that batch once."""
-    if hasattr(loader, "x") and hasattr(loader, "loader"):
-        raise TypeError("fit() needs a loader, got a dataset: pass data.loader(batch_size=..., shuffle=True)")
-    if not hasattr(loader, "__len__") or not hasattr(loader, "__iter__"):
-        raise TypeError(f"train_loader must be a sized iterable of (x, y) batches such as a DataLoader, got "
-                        f"{type(loader).__name__}")
-    batch = next(iter(loader), None)
-    if batch is None:
-        raise ValueError("train_loader is empty: it yielded no batch")
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not all(isinstance(t, Tensor) for t in batch[:2]):
-        raise TypeError(f"train_loader must yield (x, y) tensor pairs, got {type(batch).__name__}: wrap a "
-                        "dict-yielding loader so it yields (batch['image'], batch['label'])")
-    x, y = batch[0], batch[1]
-    if x.dtype != torch.float32:
-        raise TypeError(f"images must be float32 in [-1, 1], got {x.dtype}: convert them with x.float()")
-    if tuple(x.shape[1:]) != image_shape:
-        raise ValueError(f"images have shape {tuple(x.shape[1:])} but image_shape is {image_shape}: resize the "
-                         "data or pass the right image_shape")
-    if not torch.isfinite(x).all():
-        raise ValueError("images contain NaN or Inf: check the data pipeline (e.g. a division by a zero std)")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
-        log.warning("images range over [%.3g, %.3g], not [-1, 1]: the generator's Tanh outputs [-1, 1], so "
-                    "normalise the data (x = 2 * x01 - 1) for garbage and ID images to be comparable", lo, hi)
-    _check_labels(y, num_classes, x.shape[0])
-    return x
-
-
-def _check_labels(y: Tensor, num_classes: int, n: Optional[int] = None) -> None:
-    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise TypeError(f"labels must be integer class indices, got {y.dtype}: convert them with y.long() "
-                        "(fractional labels are not supported)")
-    if y.dim() != 1 or (n is not None and y.shape[0] != n):
-        raise ValueError(f"labels must be a 1-D tensor with one label per image, got shape {tuple(y.shape)}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}) (the trainer adds the garbage class {num_classes}), "
-                         f"got range [{int(y.min())}, {int(y.max())}]")
 
 
 def _fmt(entry: dict[str, Any]) -> str:

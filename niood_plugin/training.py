@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ from .models.layout import as_channels_last
 
 log = logging.getLogger(__name__)
 
-__all__ = ["lr_scheduler", "train_plain", "accuracy", "id_logits", "class_weights", "progress"]
+__all__ = ["lr_scheduler", "train_plain", "accuracy", "id_logits", "class_weights", "progress", "check_loader",
+           "check_labels", "check_image_shape"]
 
 
 def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_epochs: int) -> LambdaLR:
@@ -111,3 +112,51 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
         log.info("%s epoch %d: %s", name, epoch, entry)
     model.eval()
     return history
+
+
+def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``image_shape`` as a ``(C, H, W)`` tuple of positive ints; ``ValueError`` otherwise."""
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else ()
+    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape):
+        raise ValueError(f"image_shape must be (C, H, W), three positive ints; got {image_shape!r}")
+    return shape  # type: ignore[return-value]
+
+
+def check_loader(loader: Iterable, image_shape: tuple[int, int, int], num_classes: int) -> Tensor:
+    """The first batch's images, after checking the loader and that batch once."""
+    if hasattr(loader, "x") and hasattr(loader, "loader"):
+        raise TypeError("fit() needs a loader, got a dataset: pass data.loader(batch_size=..., shuffle=True)")
+    if not hasattr(loader, "__len__") or not hasattr(loader, "__iter__"):
+        raise TypeError(f"train_loader must be a sized iterable of (x, y) batches such as a DataLoader, got "
+                        f"{type(loader).__name__}")
+    batch = next(iter(loader), None)
+    if batch is None:
+        raise ValueError("train_loader is empty: it yielded no batch")
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not all(isinstance(t, Tensor) for t in batch[:2]):
+        raise TypeError(f"train_loader must yield (x, y) tensor pairs, got {type(batch).__name__}: wrap a "
+                        "dict-yielding loader so it yields (batch['image'], batch['label'])")
+    x, y = batch[0], batch[1]
+    if x.dtype != torch.float32:
+        raise TypeError(f"images must be float32 in [-1, 1], got {x.dtype}: convert them with x.float()")
+    if tuple(x.shape[1:]) != image_shape:
+        raise ValueError(f"images have shape {tuple(x.shape[1:])} but image_shape is {image_shape}: resize the "
+                         "data or pass the right image_shape")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or Inf: check the data pipeline (e.g. a division by a zero std)")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
+        log.warning("images range over [%.3g, %.3g], not [-1, 1]: the generator's Tanh outputs [-1, 1], so "
+                    "normalise the data (x = 2 * x01 - 1) for garbage and ID images to be comparable", lo, hi)
+    check_labels(y, num_classes, x.shape[0])
+    return x
+
+
+def check_labels(y: Tensor, num_classes: int, n: Optional[int] = None) -> None:
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class indices, got {y.dtype}: convert them with y.long() "
+                        "(fractional labels are not supported)")
+    if y.dim() != 1 or (n is not None and y.shape[0] != n):
+        raise ValueError(f"labels must be a 1-D tensor with one label per image, got shape {tuple(y.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}) (the trainer adds the garbage class {num_classes}), "
+                         f"got range [{int(y.min())}, {int(y.max())}]")

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["Interval", "Options", "Boolean", "InstanceOf", "Callable_", "InvalidParameterError",
+__all__ = ["Interval", "Options", "Boolean", "InstanceOf", "Callable_", "Device", "SequenceOf", "InvalidParameterError",
            "validate_params", "check_param"]
 
 
@@ -105,6 +105,42 @@ class InstanceOf:
             return self.description
         names = [t.__name__ for t in _as_tuple(self.types)]
         return "an instance of " + " or ".join(names)
+
+
+class Device:
+    """A device name or ``torch.device`` that exists on this machine (see
+    :func:`niood_plugin.devices.resolve_device`)."""
+
+    def accepts(self, value: Any) -> bool:
+        from .devices import resolve_device
+
+        try:
+            resolve_device(value)
+        except InvalidParameterError:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        return "an available torch device ('cpu', 'cuda', 'cuda:<index>')"
+
+
+class SequenceOf:
+    """A list or tuple whose items each meet ``item``, of length ``length`` (if given) and at
+    least ``min_length``."""
+
+    def __init__(self, item: Any, *, length: Optional[int] = None, min_length: int = 0, what: str = "items"):
+        self.item, self.length, self.min_length, self.what = item, length, min_length, what
+
+    def accepts(self, value: Any) -> bool:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if self.length is not None and len(value) != self.length:
+            return False
+        return len(value) >= self.min_length and all(self.item.accepts(v) for v in value)
+
+    def __str__(self) -> str:
+        count = f"{self.length}" if self.length is not None else f"at least {self.min_length}"
+        return f"a sequence of {count} {self.what}, each {self.item}"
 
 
 class Callable_:

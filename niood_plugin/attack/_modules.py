@@ -7,6 +7,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..devices import module_device as _device_of
 from ..validation import Callable_, check_param
 
 
@@ -43,10 +44,8 @@ def resolve_encoder(encoder: nn.Module | Callable[[Tensor], Tensor]) -> Callable
 
 def module_device(obj: object) -> torch.device | None:
     """The device of the first parameter (else buffer) of the module behind ``obj``, if any."""
-    # TODO(lead): one "device of a module" helper (niood_plugin/peers/fig/sampler.py has another)
     for module in owning_modules(obj):
-        for tensor in module.parameters():
-            return tensor.device
-        for tensor in module.buffers():
-            return tensor.device
+        device = _device_of(module)
+        if device is not None:
+            return device
     return None

@@ -45,7 +45,6 @@ def adaptive_attack(score_fn: Callable[[Tensor], Tensor], x_start: Tensor, eps: 
 
 
 def _garbage_index(index: int, num_logits: int) -> int:
-    # TODO(lead): use niood_plugin.training's garbage-logit helper (one copy of the index check)
     if not -num_logits <= index < num_logits:
         raise ValueError(f"garbage_index {index} is out of range for {num_logits} logits")
     return index % num_logits

@@ -21,7 +21,7 @@ from ..data import TensorData
 from ..errors import ConfigError
 from ..validation import Interval, Options, check_param
 from .config import BenchConfig
-from .methods import accuracy
+from ..training import accuracy
 from .report import code_line, md_table, render_csv, write_results
 from .outputs import prepare_out, remove_stale
 from .provenance import environment, peak_rss_mb, provenance

@@ -28,7 +28,7 @@ from ..models import build_classifier, to_channels_last
 from ..negatives import Negatives
 from ..registry import Registry
 from ..trainer import InversionTrainer
-from ..training import accuracy, train_plain
+from ..training import train_plain
 from .config import BenchConfig
 
 log = logging.getLogger(__name__)

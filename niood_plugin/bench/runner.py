@@ -27,7 +27,8 @@ from . import plots
 from .config import ALL_DETECTORS, BenchConfig, check
 from .detectors import applicable, build
 from .evaluate import ood_metrics, represent, score
-from .methods import METHODS, MethodContext, accuracy, cache_key, list_methods, obtain
+from ..training import accuracy
+from .methods import METHODS, MethodContext, cache_key, list_methods, obtain
 from .outputs import check_dir_path, check_out_dir, prepare_out, remove_stale, remove_path, rmdir_if_empty
 from .provenance import environment, peak_rss_mb, provenance
 from .report import write_results

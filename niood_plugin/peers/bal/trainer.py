@@ -9,8 +9,9 @@ import torch
 from pytorch_ood.api import RequiresFittingException
 from torch import Tensor, nn
 
+from ...training import progress
 from ...validation import Boolean, InstanceOf, Interval, check_param, validate_params
-from .._constraints import SequenceOf, TorchDevice
+from ...validation import Device as TorchDevice, SequenceOf
 from .detector import BALDetector
 from .losses import bal_discriminator_loss, bal_generator_loss
 from .negatives import fgsm_latent, shuffle_labels, uniform_ood_features
@@ -212,15 +213,7 @@ class BALTrainer:
             t0 = time.perf_counter()
             sums: dict[str, float] = {}
             n = 0
-            batches = train_loader
-            # TODO(lead): use niood_plugin.training.progress (same tqdm wrapper as in FIGTrainer.fit)
-            if self.progress:
-                try:
-                    from tqdm.auto import tqdm
-
-                    batches = tqdm(train_loader, desc=f"BAL epoch {epoch}", leave=False)
-                except ImportError:  # pragma: no cover - tqdm is optional
-                    pass
+            batches = progress(train_loader, self.progress, f"BAL epoch {epoch}")
             for batch in batches:
                 x, y = batch[0].to(device), batch[1].to(device).long()
                 if x.shape[0] < 2:

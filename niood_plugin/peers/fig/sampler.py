@@ -8,8 +8,9 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ...devices import module_device
 from ...validation import InstanceOf, Interval, validate_params
-from .._constraints import SequenceOf
+from ...validation import SequenceOf
 from .objectives import modified_energy
 
 __all__ = ["langevin_sample"]
@@ -39,12 +40,7 @@ _SAMPLER_CONSTRAINTS: dict = {
 
 
 def _device_of(module: nn.Module) -> torch.device:
-    # TODO(lead): one "device of a module" helper (niood_plugin/attack/_modules.py has another)
-    for p in module.parameters():
-        return p.device
-    for b in module.buffers():
-        return b.device
-    return torch.device("cpu")
+    return module_device(module) or torch.device("cpu")
 
 
 def langevin_sample(

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...training import progress
 from ...validation import Boolean, InstanceOf, Interval, check_param, validate_params
-from .._constraints import TorchDevice
+from ...validation import Device as TorchDevice
 from .objectives import fig_loss, softmax_entropy
 from .sampler import DECAY, IMAGE_SHAPE, _langevin
 
@@ -155,15 +156,7 @@ class FIGTrainer:
             t0 = time.perf_counter()
             sums = {"loss": 0.0, "ce": 0.0, "entropy": 0.0, "gen_confidence": 0.0, "steps": 0.0}
             n_batches = correct = seen = n_gen_total = 0
-            batches = train_loader
-            # TODO(lead): use niood_plugin.training.progress (same tqdm wrapper as in BALTrainer.fit)
-            if self.progress:
-                try:
-                    from tqdm.auto import tqdm
-
-                    batches = tqdm(train_loader, desc=f"FIG epoch {epoch}", leave=False)
-                except ImportError:  # pragma: no cover - tqdm is optional
-                    pass
+            batches = progress(train_loader, self.progress, f"FIG epoch {epoch}")
             for batch in batches:
                 x, y = batch[0].to(device), batch[1].to(device).long()
                 n_gen = self._num_generated(x.shape[0])
@@ -186,9 +179,8 @@ class FIGTrainer:
                     sums["ce"] += F.cross_entropy(logits_id, y).item()
                     if n_gen:
                         sums["entropy"] += softmax_entropy(logits_gen).mean().item()
-                    # TODO(lead): running train accuracy on the batches' train-mode logits; not a
-                    # drop-in for niood_plugin.training.accuracy (eval mode over a loader), which
-                    # would change the recorded id_train_acc
+                    # running accuracy on the batches' train-mode logits (not training.accuracy,
+                    # which re-runs the model in eval mode over a loader)
                     correct += (logits_id.argmax(dim=1) == y).sum().item()
                     seen += x.shape[0]
                 n_gen_total += n_gen
