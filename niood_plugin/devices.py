@@ -1,11 +1,13 @@
 """Device names, checked once: ``torch.device`` syntax plus availability."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .validation import InvalidParameterError
 
-__all__ = ["resolve_device", "module_device"]
+__all__ = ["Device", "resolve_device", "module_device"]
 
 
 def resolve_device(device: "str | torch.device") -> torch.device:
@@ -41,3 +43,18 @@ def module_device(module: "torch.nn.Module") -> "torch.device | None":
     for t in module.buffers():
         return t.device
     return None
+
+
+class Device:
+    """Constraint (:mod:`niood_plugin.validation` protocol): a device name or ``torch.device``
+    that exists on this machine (see :func:`resolve_device`)."""
+
+    def accepts(self, value: Any) -> bool:
+        try:
+            resolve_device(value)
+        except InvalidParameterError:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        return "an available torch device ('cpu', 'cuda', 'cuda:<index>')"

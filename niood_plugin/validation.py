@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["Interval", "Options", "Boolean", "InstanceOf", "Callable_", "Device", "SequenceOf", "InvalidParameterError",
+__all__ = ["Interval", "Options", "Boolean", "InstanceOf", "Callable_", "SequenceOf", "InvalidParameterError",
            "validate_params", "check_param"]
 
 
@@ -105,23 +105,6 @@ class InstanceOf:
             return self.description
         names = [t.__name__ for t in _as_tuple(self.types)]
         return "an instance of " + " or ".join(names)
-
-
-class Device:
-    """A device name or ``torch.device`` that exists on this machine (see
-    :func:`niood_plugin.devices.resolve_device`)."""
-
-    def accepts(self, value: Any) -> bool:
-        from .devices import resolve_device
-
-        try:
-            resolve_device(value)
-        except InvalidParameterError:
-            return False
-        return True
-
-    def __str__(self) -> str:
-        return "an available torch device ('cpu', 'cuda', 'cuda:<index>')"
 
 
 class SequenceOf:

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from ...training import progress
 from ...validation import Boolean, InstanceOf, Interval, check_param, validate_params
-from ...validation import Device as TorchDevice, SequenceOf
+from ...devices import Device as TorchDevice
+from ...validation import SequenceOf
 from .detector import BALDetector
 from .losses import bal_discriminator_loss, bal_generator_loss
 from .negatives import fgsm_latent, shuffle_labels, uniform_ood_features

@@ -12,7 +12,7 @@ from torch import nn
 
 from ...training import progress
 from ...validation import Boolean, InstanceOf, Interval, check_param, validate_params
-from ...validation import Device as TorchDevice
+from ...devices import Device as TorchDevice
 from .objectives import fig_loss, softmax_entropy
 from .sampler import DECAY, IMAGE_SHAPE, _langevin
 
