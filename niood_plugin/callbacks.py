@@ -34,11 +34,13 @@ class Callback:
 
 
 class SampleGrid(Callback):
-    """Save the fixed-noise samples of every epoch as ``<folder>/samples_epoch_NNN.png``: one row
-    per output (K ID classes, then garbage), ``measure_per_class`` images each."""
+    """Save the fixed-noise samples as ``<folder>/samples_epoch_NNN.png``: one row per output
+    (K ID classes, then garbage), ``measure_per_class`` images each; after every epoch, or with
+    ``final_only=True`` after the last one only."""
 
-    def __init__(self, folder: "str | os.PathLike[str]"):
+    def __init__(self, folder: "str | os.PathLike[str]", final_only: bool = False):
         self.folder = Path(folder)
+        self.final_only = final_only
 
     def on_fit_start(self, trainer: "InversionTrainer") -> None:
         try:
@@ -50,9 +52,17 @@ class SampleGrid(Callback):
             raise NioodError(f"SampleGrid: {self.folder} is not writable; choose another folder")
 
     def on_epoch_end(self, trainer: "InversionTrainer", entry: dict[str, Any]) -> None:
-        if trainer.last_samples is None or entry.get("phase") == "pretrain":
+        if not self.final_only and entry.get("phase") != "pretrain":
+            self._save(trainer, entry["epoch"])
+
+    def on_fit_end(self, trainer: "InversionTrainer") -> None:
+        if self.final_only:
+            self._save(trainer, trainer.history[-1]["epoch"])
+
+    def _save(self, trainer: "InversionTrainer", epoch: int) -> None:
+        if trainer.last_samples is None:
             return
         from torchvision.utils import save_image
 
-        save_image(trainer.last_samples.cpu(), self.folder / f"samples_epoch_{entry['epoch']:03d}.png",
+        save_image(trainer.last_samples.cpu(), self.folder / f"samples_epoch_{epoch:03d}.png",
                    nrow=trainer.measure_per_class, normalize=True, value_range=(-1, 1))

@@ -12,7 +12,7 @@ outliers are synthetic and held back from training (no model ever sees them):
 Usage (trained models come from the run's model cache, or are trained with --train)::
 
     python research/validate_detectors.py --config benchmarks/configs/mnist.toml --out runs/val-mnist \\
-        [--set key=value ...] [--train] [--json research/results/x.json]
+        [--opt epochs=4] [--set negatives=none] [--train] [--json research/results/x.json]
 """
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from niood_plugin.bench.config import BenchConfig, apply, apply_sets, load_config_file
+from niood_plugin.bench.config import BenchConfig, apply, apply_sets, load_config_file, parse_value
 from niood_plugin.bench.detectors import applicable, build
 from niood_plugin.bench.evaluate import ood_metrics, represent, score
 from niood_plugin.bench.runner import load_data, model_source
 from niood_plugin.data import TensorData
+from niood_plugin.training import accuracy
 
 DETECTORS = ["ue", "ue-id", "garbage", "msp", "energy", "mahalanobis", "knn", "vim"]
 VARIANTS = ["combined", "id", "garbage"]
@@ -58,12 +59,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", required=True, help="the run folder whose models/ cache holds the models")
-    ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--set", action="append", default=[], dest="sets", help="trainer hyperparameter or negatives.KEY")
+    ap.add_argument("--opt", action="append", default=[], help="benchmark setting KEY=VALUE (epochs, preset, ...)")
     ap.add_argument("--methods", default="inversion,standard")
     ap.add_argument("--train", action="store_true", help="train models missing from the cache")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args()
     cfg = apply(BenchConfig(), load_config_file(args.config), args.config)
+    opts = dict(o.split("=", 1) for o in args.opt)
+    cfg = apply(cfg, {k: parse_value(v) for k, v in opts.items()}, "--opt")
     cfg = apply_sets(cfg, args.sets)
     cfg = dataclasses.replace(cfg, ood=[], out=args.out, methods=args.methods.split(","))
     torch.manual_seed(cfg.seed)
@@ -76,6 +80,7 @@ def main() -> int:
     for method in cfg.methods:
         tm = get(method)
         tm.model.to(device).eval()
+        id_acc = accuracy(tm.model, data.test.loader(batch_size=cfg.batch_size), device, tm.num_classes)
         reps = {k: represent(tm, v, cfg.batch_size, device) for k, v in {cfg.id: data.test, **sets}.items()}
         fit_rep = represent(tm, data.fit, cfg.batch_size, device)
         fit = (fit_rep.features, data.fit.y)
@@ -89,15 +94,16 @@ def main() -> int:
                 aucs = {k: ood_metrics(id_s, score(sd, tm, v, reps[k], cfg.batch_size, device))["auroc"]
                         for k, v in sets.items()}
                 name = det if variant is None else f"ue[{variant}]"
-                rows.append({"method": method, "detector": name, **aucs, "avg": float(np.mean(list(aucs.values()))),
+                rows.append({"method": method, "detector": name, "id_acc": id_acc, **aucs, "avg": float(np.mean(list(aucs.values()))),
                              "worst": float(min(aucs.values()))})
-    print(f"| method | detector | {' | '.join(sets)} | avg | worst |")
-    print("|---|---|" + "---|" * (len(sets) + 2))
+    print(f"| method | detector | ID acc | {' | '.join(sets)} | avg | worst |")
+    print("|---|---|---|" + "---|" * (len(sets) + 2))
     for r in rows:
-        print(f"| {r['method']} | {r['detector']} | " + " | ".join(f"{r[k]:.4f}" for k in [*sets, "avg", "worst"]) + " |")
+        print(f"| {r['method']} | {r['detector']} | {r['id_acc']:.4f} | "
+              + " | ".join(f"{r[k]:.4f}" for k in [*sets, "avg", "worst"]) + " |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"config": args.config, "sets": args.sets, "rows": rows,
+        Path(args.json).write_text(json.dumps({"config": args.config, "opts": args.opt, "sets": args.sets, "rows": rows,
                                                "wall_s": time.perf_counter() - t0}, indent=1))
     return 0
 

@@ -133,8 +133,8 @@ def test_a_rerun_replaces_the_previous_runs_plots_and_nothing_else(trained):
     assert (out / "hist_inversion_msp.png").is_file()
     (out / "my-notes.txt").write_text("mine")
     grids = sorted((out / "samples" / "inversion").glob("*.png"))
-    result = CliRunner().invoke(main, [*ARGS[:-1], "energy", "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(main, [*ARGS[:-1], "garbage", "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert not (out / "hist_inversion_msp.png").exists() and (out / "hist_inversion_energy.png").is_file()
+    assert not (out / "hist_inversion_msp.png").exists() and (out / "hist_inversion_garbage.png").is_file()
     assert (out / "my-notes.txt").read_text() == "mine"
     assert grids and sorted((out / "samples" / "inversion").glob("*.png")) == grids  # same cached model's grids

@@ -94,7 +94,7 @@ def _train_inversion(ctx: MethodContext) -> TrainedModel:
     cfg = ctx.inversion_config()
     clf = ctx.new_classifier(ctx.num_classes + 1)
     trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, negatives=ctx.negatives(), device=ctx.device,
-                               seed=ctx.cfg.seed, progress=ctx.progress, callbacks=[SampleGrid(ctx.sample_dir)],
+                               seed=ctx.cfg.seed, progress=ctx.progress, callbacks=[SampleGrid(ctx.sample_dir, final_only=True)],
                                **cfg.to_dict())
     ckpt = ctx.checkpoint_dir / f"inversion-{cache_key('inversion', ctx)}.pt"  # tied to the settings
     resume = ckpt if ctx.resume and ckpt.is_file() else None

@@ -19,27 +19,36 @@ def _plt():
     return plt
 
 
+HEADLINE = ("ue", "garbage", "msp", "mahalanobis", "bal")  # detectors plotted (all are in the tables)
+
+
+def _headline(scores: dict[tuple[str, str, str], np.ndarray]) -> list[tuple[str, str]]:
+    """(method, detector) pairs to plot: our model's UE and garbage probability, every model's
+    MSP and Mahalanobis (and BAL's own score)."""
+    garbage = {m for (m, d, _) in scores if d == "garbage"}
+    pairs = {(m, d) for (m, d, _) in scores if d in HEADLINE and (d not in ("ue", "garbage") or m in garbage)}
+    return sorted(pairs)
+
+
 def roc_curves(out: Path, scores: dict[tuple[str, str, str], np.ndarray], id_name: str) -> list[Path]:
-    """One figure per (method, OOD set): the ROC curve of every detector."""
+    """One figure per OOD set: the ROC curves of the headline detectors of every method."""
     from sklearn.metrics import roc_curve
 
     plt = _plt()
     files = []
-    keys = {(m, o) for (m, d, o) in scores if o != id_name}
-    for method, ood in sorted(keys):
+    for ood in sorted({o for (_, _, o) in scores if o != id_name}):
         fig, ax = plt.subplots(figsize=(5, 5))
-        for (m, d, o), s in scores.items():
-            if m != method or o != ood:
+        for method, det in _headline(scores):
+            if (method, det, ood) not in scores:
                 continue
-            s_id = scores[(m, d, id_name)]
-            y = np.r_[np.zeros(len(s_id)), np.ones(len(s))]
-            fpr, tpr, _ = roc_curve(y, np.r_[s_id, s])
-            ax.plot(fpr, tpr, label=d, lw=1.2)
+            s_id, s = scores[(method, det, id_name)], scores[(method, det, ood)]
+            fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(s_id)), np.ones(len(s))], np.r_[s_id, s])
+            ax.plot(fpr, tpr, label=f"{method} / {det}", lw=1.2)
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.set(xlabel="false positive rate (ID flagged)", ylabel="true positive rate (OOD flagged)",
-               title=f"{method}: {id_name} vs {ood}")
+               title=f"{id_name} vs {ood}")
         ax.legend(fontsize=7, loc="lower right")
-        path = out / f"roc_{method}_{ood}.png"
+        path = out / f"roc_{ood}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(path)
@@ -47,10 +56,10 @@ def roc_curves(out: Path, scores: dict[tuple[str, str, str], np.ndarray], id_nam
 
 
 def histograms(out: Path, scores: dict[tuple[str, str, str], np.ndarray], id_name: str) -> list[Path]:
-    """One figure per (method, detector): ID vs every OOD set."""
+    """One figure per headline (method, detector): ID vs every OOD set."""
     plt = _plt()
     files = []
-    for method, det in sorted({(m, d) for (m, d, o) in scores}):
+    for method, det in _headline(scores):
         oods = [o for (m, d, o) in scores if m == method and d == det and o != id_name]
         fig, axes = plt.subplots(1, len(oods), figsize=(3.2 * len(oods), 2.8), squeeze=False)
         s_id = scores[(method, det, id_name)]
