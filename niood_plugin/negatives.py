@@ -147,11 +147,15 @@ def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Option
 class Negatives:
     """A garbage source of transformed ID images (see the module docstring).
 
+    The defaults are our recommendation and :class:`~niood_plugin.trainer.InversionTrainer`'s
+    default: one warped ID image per ID image, in the last two epochs (chosen on synthetic
+    validation outliers; the docs' research notes have the table).
+
     :param kinds: ``"warp"``, ``"jigsaw"``, ``"rotate"``, or several joined by ``+``
     :param per_image: negatives per ID image in each retraining batch (0.5: half the batch;
         2: two each, each with its own random transform)
-    :param last_epochs: use them in the last this many inversion epochs only; ``None``: in
-        every epoch, pre-training included
+    :param last_epochs: use them in the last this many inversion epochs only (every inversion
+        epoch when the run is shorter); ``None``: in every epoch, pre-training included
     :param grid: jigsaw tiles per side (must divide the image height and width)
     :param warp_cells: control points per side of the warp's displacement field
     :param warp_strength: standard deviation of the warp's offsets, in half-widths
@@ -159,7 +163,7 @@ class Negatives:
 
     kinds: str = "warp"
     per_image: float = 1.0
-    last_epochs: Optional[int] = None
+    last_epochs: Optional[int] = 2
     grid: int = 4
     warp_cells: int = WARP_CELLS
     warp_strength: float = WARP_STRENGTH
@@ -176,13 +180,9 @@ class Negatives:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def check(self, image_shape: tuple[int, ...], epochs: int) -> None:
-        """Raise ``ValueError`` unless every kind can be made for ``image_shape`` (C, H, W) and
-        ``last_epochs`` fits in ``epochs``."""
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` unless every kind can be made for ``image_shape`` (C, H, W)."""
         check_negatives(self.kind_list, self.grid, image_shape)
-        if self.last_epochs is not None and self.last_epochs > epochs:
-            raise ValueError(f"Negatives(last_epochs={self.last_epochs}) is more than the run's {epochs} epochs: "
-                             "lower it, or use last_epochs=None for every epoch")
 
     def active(self, epoch: int, epochs: int) -> bool:
         """Whether negatives join inversion epoch ``epoch`` (1-based; 0 is pre-training) of ``epochs``."""

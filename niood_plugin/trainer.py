@@ -65,7 +65,9 @@ class InversionTrainer:
     :param preset: a named set of hyperparameters (:mod:`~niood_plugin.presets`); keyword
         hyperparameters override it, the defaults are our recommendation
     :param dataset: dataset name for ``preset="report"``
-    :param negatives: an extra garbage source of transformed ID images, or ``None``
+    :param negatives: an extra garbage source of transformed ID images; the default is our
+        recommendation, ``Negatives("warp", per_image=1, last_epochs=2)``; ``None``: none (the
+        report's method as such)
     :param generator: a conditional generator, or ``None`` for the report's for ``image_shape``
     :param callbacks: :class:`~niood_plugin.callbacks.Callback` objects (sample grids, ...)
     :param device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
@@ -85,7 +87,8 @@ class InversionTrainer:
     }
 
     def __init__(self, classifier: nn.Module, num_classes: int, image_shape: Sequence[int], *,
-                 preset: Optional[str] = None, dataset: Optional[str] = None, negatives: Optional[Negatives] = None,
+                 preset: Optional[str] = None, dataset: Optional[str] = None,
+                 negatives: Optional[Negatives] = Negatives(),
                  generator: Optional[nn.Module] = None, callbacks: Sequence[Callback] = (),
                  device: "str | torch.device" = "cpu", seed: int = 0, progress: bool = True,
                  channels_last: bool = True, generator_chunk: int = 2048, measure_per_class: int = 10,
@@ -105,7 +108,7 @@ class InversionTrainer:
         if generator is None:
             generator_for_shape(self.image_shape)  # raises now for sizes without a report generator
         if negatives is not None:
-            negatives.check(self.image_shape, self.config.epochs)
+            negatives.check(self.image_shape)
         self.history: list[dict[str, Any]] = []
         self.last_samples: Optional[Tensor] = None
         self.inverter: Optional[Inverter] = None
@@ -246,8 +249,6 @@ class InversionTrainer:
     def _start(self, loader: Iterable, epochs: Optional[int], ckpt: "Optional[str | Path]") -> None:
         if epochs is not None:
             self.config = replace(self.config, epochs=epochs).validate()
-            if self.negatives is not None:
-                self.negatives.check(self.image_shape, epochs)
         x = check_loader(loader, self.image_shape, self.num_classes)
         if not any(p.requires_grad for p in self.classifier.parameters()):
             raise ValueError("every parameter of the classifier is frozen (requires_grad=False): nothing to train")

@@ -56,7 +56,7 @@ def test_negatives_table_reaches_the_trainer_and_the_cache_key(tmp_path):
         result = CliRunner().invoke(main, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
         payload = json.loads((tmp_path / "results.json").read_text())
-        assert payload["config"]["negatives"] == {"kinds": "warp", "last_epochs": 1}
+        assert payload["config"]["negatives"] == {"kinds": "warp", "per_image": 1.0, "last_epochs": 1}
         assert payload["methods"]["inversion"]["cached"] is cached
     retrain = [h.get("negatives") for h in payload["methods"]["inversion"]["history"] if h.get("epoch", 0) >= 1]
     assert retrain[-1] is True and not any(retrain[:-1])

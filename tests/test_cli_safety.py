@@ -123,7 +123,7 @@ def test_results_record_their_provenance(trained):
         assert prov["commit"] is None
     assert prov["seed"] == 0 and prov["wall_s"] > 0
     assert {"cpu", "cpu_count", "torch_threads", "gpu"} <= set(prov["machine"])
-    assert payload["config"]["negatives"] is None
+    assert payload["config"]["negatives"] == {"kinds": "warp", "per_image": 1.0, "last_epochs": 2}  # the default
 
 
 def test_a_rerun_replaces_the_previous_runs_plots_and_nothing_else(trained):

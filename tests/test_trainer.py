@@ -96,7 +96,7 @@ def test_resume_refuses_other_settings_and_corrupt_files(digits28, tmp_path):
     with pytest.raises(CheckpointError, match="other settings"):
         make(epochs=3, beta=2.0).fit(loader(x[:300], y[:300]), resume=ckpt)
     with pytest.raises(CheckpointError, match="other settings"):
-        make(epochs=1, negatives=Negatives()).fit(loader(x[:300], y[:300]), resume=ckpt)
+        make(epochs=1, negatives=None).fit(loader(x[:300], y[:300]), resume=ckpt)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         make().fit(loader(x[:300], y[:300]), resume=tmp_path / "bad.pt")
@@ -122,7 +122,6 @@ def test_resume_refuses_other_settings_and_corrupt_files(digits28, tmp_path):
     (dict(device="nonsense"), "not a torch device"),
     (dict(device="CPU"), "not a torch device"),
     (dict(negatives="warp"), "negatives must be an instance of Negatives"),
-    (dict(negatives=Negatives(last_epochs=3)), "more than the run's 2 epochs"),
     (dict(negatives=Negatives("jigsaw", grid=5)), "does not divide the image size"),
 ])
 def test_bad_parameters(kw, match):
@@ -210,6 +209,13 @@ def test_negatives_join_the_last_epochs_as_garbage(digits28, monkeypatch):
     hist = trainer.fit(loader(x[:256], y[:256], batch=64))
     assert [h["negatives"] for h in hist] == [False, False, False, True]
     assert len(calls) == 4 and all(n_out == round(0.5 * n_in) for _, n_in, n_out in calls)
+
+
+def test_negatives_default_to_the_recommendation_and_last_epochs_is_at_most_the_run(digits28):
+    assert make().negatives == Negatives("warp", per_image=1, last_epochs=2)
+    x, y = digits28
+    hist = make(epochs=1, negatives=Negatives(last_epochs=3)).fit(loader(x[:128], y[:128]))
+    assert [h["negatives"] for h in hist] == [False, True]  # every inversion epoch, not pre-training
 
 
 def test_sample_grid_callback_writes_one_png_per_epoch(digits28, tmp_path):

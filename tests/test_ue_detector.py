@@ -60,7 +60,14 @@ def test_combined_formula():
     p = torch.softmax(logits, 1)[0]
     ue_id = ue_from_probs(torch.softmax(logits[:, :3], 1))[0]
     expected = 1 - (1 - p[3]) * (1 - ue_id)
-    assert UEDetector.score(logits, 3).item() == pytest.approx(float(expected), abs=1e-6)
+    assert UEDetector.score(logits, 3, "combined").item() == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_default_variant_is_the_garbage_probability_for_a_garbage_model():
+    logits = torch.tensor([[2.0, 1.0, 0.0, 0.5]])
+    assert UEDetector(None, garbage_index=3).variant == "garbage"
+    assert UEDetector.score(logits, 3).item() == pytest.approx(float(torch.softmax(logits, 1)[0, 3]), abs=1e-6)
+    assert UEDetector(None).variant == "combined"  # no garbage class: plain UE
 
 
 @pytest.mark.parametrize("bad, exc", [

@@ -51,7 +51,9 @@ class BenchConfig:
     classifier: Optional[str] = None        # None: report28 / report32 from the ID geometry
     width: int = 32                         # ncf of the report classifiers
     hparams: dict[str, Any] = field(default_factory=dict)  # InversionConfig overrides
-    negatives: Optional[dict[str, Any]] = None  # keyword arguments of niood_plugin.Negatives; None: none
+    # keyword arguments of niood_plugin.Negatives (default: the library's recommendation); None: none
+    negatives: Optional[dict[str, Any]] = field(
+        default_factory=lambda: {"kinds": "warp", "per_image": 1.0, "last_epochs": 2})
     ue_variant: str = "combined"
     fig_epochs: int = 1                     # FIG fine-tuning epochs on top of 'standard'
     bal_epochs: int = 5                     # BAL generator/discriminator epochs on 'standard' features
