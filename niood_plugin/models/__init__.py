@@ -10,6 +10,8 @@ from typing import Callable
 
 from torch import nn
 
+from ..registry import Registry
+
 from .protocol import FeatureClassifier, check_feature_classifier
 from .layout import as_channels_last, to_channels_last
 from .restrict import DropOutput, last_linear
@@ -17,33 +19,31 @@ from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Repor
                      Report32Generator)
 from .timm_adapter import TimmClassifier
 
-_CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
-    "report28": Report28Classifier,
-    "report32": Report32Classifier,
-}
-_GENERATORS: dict[str, Callable[..., nn.Module]] = {
-    "report28": Report28Generator,
-    "report32": Report32Generator,
-}
+CLASSIFIERS: Registry[Callable[..., nn.Module]] = Registry("classifier")
+GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator")
+CLASSIFIERS.register("report28", Report28Classifier)
+CLASSIFIERS.register("report32", Report32Classifier)
+GENERATORS.register("report28", Report28Generator)
+GENERATORS.register("report32", Report32Generator)
 
 
 def register_classifier(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Register ``factory(num_outputs=, in_channels=, **kw)`` under ``name``."""
-    _CLASSIFIERS[name] = factory
+    """Register ``factory(num_outputs=, in_channels=, **kw)`` under ``name`` (warns if it replaces one)."""
+    CLASSIFIERS.register(name, factory)
 
 
 def register_generator(name: str, factory: Callable[..., nn.Module]) -> None:
     """Register ``factory(num_classes=, nz=, out_channels=, conditioning=, **kw)`` under ``name``."""
-    _GENERATORS[name] = factory
+    GENERATORS.register(name, factory)
 
 
 def list_classifiers() -> list[str]:
     """Our registered names; any ``timm.list_models()`` name is accepted as well."""
-    return sorted(_CLASSIFIERS)
+    return CLASSIFIERS.list()
 
 
 def list_generators() -> list[str]:
-    return sorted(_GENERATORS)
+    return GENERATORS.list()
 
 
 def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) -> nn.Module:
@@ -55,8 +55,8 @@ def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) ->
         raise ValueError(f"num_outputs must be >= 2, got {num_outputs}")
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    if name in _CLASSIFIERS:
-        return _CLASSIFIERS[name](num_outputs=num_outputs, in_channels=in_channels, **kwargs)
+    if name in CLASSIFIERS:
+        return CLASSIFIERS.create(name, num_outputs=num_outputs, in_channels=in_channels, **kwargs)
     from .timm_adapter import _timm
 
     if _timm().is_model(name):
@@ -70,9 +70,7 @@ def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) ->
 def build_generator(name: str, num_classes: int, nz: int = 100, out_channels: int = 1,
                     conditioning: str = "vector", **kwargs) -> nn.Module:
     """A conditional generator ``G(z, vector=, matrix=)`` producing images in [-1, 1]."""
-    if name not in _GENERATORS:
-        raise ValueError(f"unknown generator {name!r}: use one of {list_generators()}")
-    return _GENERATORS[name](num_classes=num_classes, nz=nz, out_channels=out_channels,
+    return GENERATORS.create(name, num_classes=num_classes, nz=nz, out_channels=out_channels,
                              conditioning=conditioning, **kwargs)
 
 
@@ -90,7 +88,7 @@ def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
 
 
 __all__ = [
-    "CONDITIONINGS", "DropOutput", "FeatureClassifier", "last_linear", "Report28Classifier", "Report28Generator",
+    "CLASSIFIERS", "CONDITIONINGS", "DropOutput", "GENERATORS", "FeatureClassifier", "last_linear", "Report28Classifier", "Report28Generator",
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
     "build_generator", "check_feature_classifier", "generator_for_shape", "list_classifiers",
     "list_generators", "register_classifier", "register_generator", "as_channels_last", "to_channels_last",
