@@ -25,14 +25,12 @@ def test_smoke_run_writes_all_outputs(smoke_run):
     assert list((out / "samples" / "inversion").glob("samples_epoch_*.png"))
     payload = json.loads((out / "results.json").read_text())
     assert {"config", "environment", "timings", "id_accuracy", "results"} <= set(payload)
-    assert 0.0 <= payload["id_accuracy"] <= 1.0
+    assert payload["id_accuracy"] == payload["methods"]["inversion"]["id_accuracy"]  # the first method's
     rows = payload["results"]
     assert {(r["method"], r["ood"]) for r in rows} == {(m, o) for m in ("inversion", "standard")
                                                        for o in ("gaussian", "uniform")}
     for r in rows:
         assert set(RESULT_KEYS) <= set(r)
-        for k in ("auroc", "aupr_in", "aupr_out", "fpr95"):
-            assert 0.0 <= r[k] <= 1.0
     # garbage-only detectors are scored on the garbage model only
     assert {r["detector"] for r in rows if r["method"] == "standard"}.isdisjoint({"ue-id", "garbage"})
     assert "avg AUROC" in result.output

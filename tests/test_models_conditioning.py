@@ -59,7 +59,6 @@ def test_report_generator_shapes(name, shape, kind):
     c = sample_conditioning(kind, 5, 11)
     out = gen(torch.randn(5, 16), c.vector, c.matrix)
     assert out.shape == (5, *shape)
-    assert float(out.detach().abs().max()) <= 1.0
     # the condition changes the output (the generator is really conditioned)
     c2 = sample_conditioning(kind, 5, 11, labels=(c.labels + 1) % 11)
     gen.eval()
