@@ -138,3 +138,16 @@ def test_a_rerun_replaces_the_previous_runs_plots_and_nothing_else(trained):
     assert not (out / "hist_inversion_msp.png").exists() and (out / "hist_inversion_garbage.png").is_file()
     assert (out / "my-notes.txt").read_text() == "mine"
     assert grids and sorted((out / "samples" / "inversion").glob("*.png")) == grids  # same cached model's grids
+
+
+def test_provenance_is_the_code_at_the_start_of_the_run(tmp_path, monkeypatch):
+    """The commit recorded is the one the run started from, not HEAD (or a tree dirtied by the
+    run's own outputs) at its end."""
+    import niood_plugin.bench.runner as runner
+
+    states = iter([{"commit": "at-start", "dirty": False}, {"commit": "at-end", "dirty": True}])
+    monkeypatch.setattr(runner, "git_state", lambda *a, **k: next(states))
+    result = CliRunner().invoke(main, [*ARGS, "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    prov = json.loads((tmp_path / "run" / "results.json").read_text())["provenance"]
+    assert (prov["commit"], prov["dirty"]) == ("at-start", False)

@@ -24,7 +24,7 @@ from .config import BenchConfig
 from ..training import accuracy
 from .report import code_line, md_table, render_csv, write_results
 from .outputs import prepare_out, remove_stale
-from .provenance import environment, peak_rss_mb, provenance
+from .provenance import environment, git_state, peak_rss_mb, provenance
 from .runner import BenchData, ModelSource, check_device, load_data, score_method, validate
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
     """Attack the models ``cfg`` names (from the cache ``cfg.cache_dir``) and write the results
     to ``cfg.out``, a folder of its own (``results.json`` has ``"kind": "attack"``)."""
     started, t_start = time.time(), time.perf_counter()
+    code = git_state()  # the code that runs, before this command writes anything
     cfg = replace(cfg, ood=[start])
     check_attack(cfg, start, norm, eps_list, steps, lr, n_attack)
     validate(cfg, "attack")
@@ -128,7 +129,7 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
         "timings": {"total_s": total, "peak_rss_mb": peak_rss_mb()},
         "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info, "results": results,
         "notes": [f"attacked {n} {start} test images per budget; AUROC of ID test images against them"],
-        "provenance": provenance("attack", argv, cfg.seed, device, started, total),
+        "provenance": provenance("attack", argv, cfg.seed, device, started, total, code),
     }
     write_results(out, payload, render_csv_with_eps(results), render_attack_md(payload))
     written = plot_attack(out, results, mapes)

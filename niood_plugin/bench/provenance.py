@@ -33,9 +33,11 @@ def git_state(where: Path | None = None) -> Optional[dict[str, Any]]:
 
 
 def provenance(kind: str, argv: Optional[Sequence[str]], seed: int, device: torch.device, started: float,
-               wall_s: float) -> dict[str, Any]:
-    """Where a result came from: command kind, code commit, exact command line, machine, time."""
-    git = git_state()
+               wall_s: float, git: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Where a result came from: command kind, code commit, exact command line, machine, time.
+
+    ``git`` is :func:`git_state` taken when the command *started* (the code that ran; by the
+    end, the run's own outputs and any later commit would be misattributed)."""
     env = machine(device)
     return {
         "kind": kind, "commit": git["commit"] if git else None, "dirty": git["dirty"] if git else None,

@@ -30,7 +30,7 @@ from .evaluate import ood_metrics, represent, score
 from ..training import accuracy
 from .methods import METHODS, MethodContext, cache_key, list_methods, obtain
 from .outputs import check_dir_path, check_out_dir, prepare_out, remove_stale, remove_path, rmdir_if_empty
-from .provenance import environment, peak_rss_mb, provenance
+from .provenance import environment, git_state, peak_rss_mb, provenance
 from .report import write_results
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
         argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Run the benchmark described by ``cfg``; returns the results payload (also written to ``cfg.out``)."""
     started, t_start = time.time(), time.perf_counter()
+    code = git_state()  # the code that runs, before this command writes anything
     validate(cfg, "run")
     device = check_device(cfg.device)
     out = Path(cfg.out)
@@ -214,7 +215,7 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
         "kind": "run", "command": command, "config": cfg.to_dict(), "environment": environment(device),
         "timings": timings, "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info,
         "results": results, "notes": _notes(cfg, data),
-        "provenance": provenance("run", argv, cfg.seed, device, started, timings["total_s"]),
+        "provenance": provenance("run", argv, cfg.seed, device, started, timings["total_s"], code),
     }
     write_results(out, payload)
     remove_stale(out, "run", written, cfg.methods)
