@@ -151,3 +151,21 @@ def test_provenance_is_the_code_at_the_start_of_the_run(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     prov = json.loads((tmp_path / "run" / "results.json").read_text())["provenance"]
     assert (prov["commit"], prov["dirty"]) == ("at-start", False)
+
+
+def test_dirty_means_the_package_code_changed_not_result_files(tmp_path):
+    from niood_plugin.bench.provenance import git_state
+
+    repo, pkg = tmp_path / "repo", tmp_path / "repo" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "code.py").write_text("x = 1\n")
+    (repo / "results.json").write_text("{}")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "init"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    assert git_state(pkg)["dirty"] is False
+    (repo / "results.json").write_text('{"new": 1}')
+    state = git_state(pkg)
+    assert state["dirty"] is False and state["other_changes"] == 1
+    (pkg / "code.py").write_text("x = 2\n")
+    assert git_state(pkg)["dirty"] is True

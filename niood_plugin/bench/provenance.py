@@ -12,8 +12,10 @@ import torch
 
 
 def git_state(where: Path | None = None) -> Optional[dict[str, Any]]:
-    """The commit of the git checkout holding this package, and whether it has local changes
-    (tracked files, or untracked files in the package); ``None`` outside a checkout."""
+    """The commit of the git checkout holding this package, and whether the package's code has
+    local changes (``dirty``: modified or untracked files under the package).  Changes elsewhere
+    (result files, notes) do not make a run irreproducible: the settings are in results.json;
+    they are counted in ``other_changes``.  ``None`` outside a checkout."""
     where = where or Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> Optional[str]:
@@ -26,10 +28,12 @@ def git_state(where: Path | None = None) -> Optional[dict[str, Any]]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None
-    tracked = git("status", "--porcelain", "--untracked-files=no")
-    untracked = git("status", "--porcelain", "--untracked-files=all", "--", ".")
-    dirty = None if tracked is None or untracked is None else bool(tracked or untracked)
-    return {"commit": commit, "dirty": dirty}
+    package = git("status", "--porcelain", "--untracked-files=all", "--", ".")
+    tracked = git("status", "--porcelain", "--untracked-files=no", "--", ":/")
+    dirty = None if package is None else bool(package)
+    others = None if tracked is None or package is None else max(
+        0, len(tracked.splitlines()) - len([line for line in package.splitlines() if not line.startswith("??")]))
+    return {"commit": commit, "dirty": dirty, "other_changes": others}
 
 
 def provenance(kind: str, argv: Optional[Sequence[str]], seed: int, device: torch.device, started: float,
@@ -41,6 +45,7 @@ def provenance(kind: str, argv: Optional[Sequence[str]], seed: int, device: torc
     env = machine(device)
     return {
         "kind": kind, "commit": git["commit"] if git else None, "dirty": git["dirty"] if git else None,
+        "other_changes": git.get("other_changes") if git else None,
         "argv": list(argv) if argv is not None else None, "cwd": os.getcwd(), "seed": seed,
         "started_at": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": wall_s, "machine": env,
