@@ -31,6 +31,8 @@ def _check_logits(logits: Tensor, garbage_index: Optional[int]) -> None:
     if not torch.isfinite(logits).all():
         raise ValueError("logits contain NaN or Inf: check the model and its input")
     if garbage_index is not None:
+        if isinstance(garbage_index, bool) or not isinstance(garbage_index, int):
+            raise TypeError(f"garbage_index must be an int or None, got {garbage_index!r}")
         n = logits.shape[1]
         if not -n <= garbage_index < n:
             raise ValueError(f"garbage_index {garbage_index} is out of range for {n} outputs")
@@ -99,7 +101,7 @@ class UEDetector(LogitsDetector):
             raise ValueError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
         if garbage_index is None and variant in ("id", "garbage"):
             raise ValueError(f"variant {variant!r} needs garbage_index (the garbage output's index)")
-        if garbage_index is not None and not isinstance(garbage_index, int):
+        if garbage_index is not None and (isinstance(garbage_index, bool) or not isinstance(garbage_index, int)):
             raise TypeError(f"garbage_index must be an int or None, got {type(garbage_index).__name__}")
         self.model = model
         self.garbage_index = garbage_index

@@ -89,6 +89,10 @@ def test_bad_arguments():
         UEDetector(None, variant="nope")
     with pytest.raises(ValueError, match="garbage_index"):
         UEDetector(None, variant="id")
+    with pytest.raises(TypeError, match="garbage_index must be an int"):
+        UEDetector(None, garbage_index=True)  # a bool is not index 1
+    with pytest.raises(TypeError, match="garbage_index must be an int"):
+        UEDetector.score(torch.zeros(2, 4), garbage_index=True)
     with pytest.raises(ModelNotSetException):
         UEDetector(None).predict(torch.zeros(2, 1, 4, 4))
     model = torch.nn.Flatten()
