@@ -29,12 +29,12 @@ from pytorch_ood.detector import ODIN, Mahalanobis, MaxSoftmax
 
 from niood_plugin import InversionTrainer, UEDetector
 from niood_plugin.training import train_plain
-from niood_plugin.bench.runner import environment
+from niood_plugin.bench.provenance import environment, git_state
 from niood_plugin.data import TensorData
 from niood_plugin.files import atomic_write_text
 from niood_plugin.models import DropOutput, build_classifier, build_generator, to_channels_last
 from niood_plugin.peers import langevin_sample
-from niood_plugin.trainer import InversionConfig
+from niood_plugin.config import InversionConfig
 
 SHAPE = (1, 28, 28)
 K = 10
@@ -127,7 +127,7 @@ def epoch_ratio(device, n_train: int) -> dict:
     data = fake_data(n_train)
     cfg = InversionConfig.from_preset("fast")
     loader = data.loader(batch_size=cfg.batch_size, shuffle=True)
-    plain_s = plain_epoch(device, loader, cfg.classifier_lr, cfg.channels_last)  # same layout as the trainer
+    plain_s = plain_epoch(device, loader, cfg.classifier_lr, True)  # channels-last, as the trainer
     clf = build_classifier("report28", K + 1, 1, ncf=32)
     trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=device, progress=False)
     hist = trainer.fit(loader)
@@ -137,24 +137,19 @@ def epoch_ratio(device, n_train: int) -> dict:
 
 
 def pool_scaling(device, n_train: int) -> dict:
-    """Retraining-epoch time against garbage-pool size (pool filled directly, no inversion)."""
+    """Retraining-epoch time against garbage-pool size: one epoch whose pool receives ``size``
+    fresh generated images (one tiny inversion step, one noise image, no negatives), so the
+    retraining sees ``n_train`` ID images plus ``size`` garbage images."""
     data = fake_data(n_train)
     sizes = [0, n_train // 2, n_train, 2 * n_train]
     times = []
     for size in sizes:
         clf = build_classifier("report28", K + 1, 1, ncf=32)
         trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=device, progress=False,
-                                   pool_capacity=max(size, 1), noise_samples=1)
-        loader = data.loader(batch_size=128, shuffle=True)
-        trainer._warned_range = False
-        trainer._setup(data.x[:2])
-        trainer._noise = trainer._noise[:0]
-        trainer._class_counts = torch.bincount(data.y, minlength=K)
-        if size:
-            trainer.pool.add(torch.rand(size, *SHAPE) * 2 - 1)
-        t0 = time.perf_counter()
-        trainer._retrain(loader, 0)
-        times.append(time.perf_counter() - t0)
+                                   negatives=None, noise_samples=1, inversion_steps=1, samples_per_step=11,
+                                   garbage_per_epoch=size, pool_capacity=max(size, 1))
+        hist = trainer.fit(data.loader(batch_size=128, shuffle=True))
+        times.append(hist[1]["retrain_time_s"])
     slope, intercept = np.polyfit(np.array(sizes) + n_train, times, 1)
     pred = np.polyval([slope, intercept], np.array(sizes) + n_train)
     r2 = 1 - ((np.array(times) - pred) ** 2).sum() / ((np.array(times) - np.mean(times)) ** 2).sum()
@@ -170,7 +165,7 @@ def report_epoch_extrapolation(device) -> dict:
     for p in clf.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
-    n, chunk = cfg.samples_per_step, cfg.generator_chunk
+    n, chunk = cfg.samples_per_step, 2048  # InversionTrainer's default generator_chunk
 
     def inversion_step():
         opt.zero_grad()
@@ -223,6 +218,7 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     t0 = time.perf_counter()
+    code = git_state()  # the code that runs
     det = detector_throughput(device, args.batch)
     syn = synthesis_throughput(device)
     ep = epoch_ratio(device, args.n_train)
@@ -240,7 +236,7 @@ def main() -> None:
         "detectors_images_per_s": {k: v for k, v in det.items() if k != "ue_vs_msp_ratio"},
         "synthesis": syn, "epoch": ep, "pool_scaling": pool, "layout": layout, "report_mnist_schedule": rep,
         "environment": environment(device), "command": "python " + " ".join(sys.argv),
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": time.perf_counter() - t0, "code": code,
     }
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
@@ -252,7 +248,8 @@ def render(r: dict) -> str:
     env = r["environment"]
     lines = [f"# perf: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch threads), "
              f"device {env['device']} {env['gpu'] or ''}", "",
-             f"command: `{r['command']}`; wall {r['wall_s']:.0f} s; torch {env['torch']}", "",
+             f"command: `{r['command']}`; wall {r['wall_s']:.0f} s; torch {env['torch']}; code "
+             f"{(r.get('code') or {}).get('commit', '?')[:7]} (dirty: {(r.get('code') or {}).get('dirty')})", "",
              "| ratio | value | target |", "|---|---|---|",
              f"| ue_vs_msp_throughput | {r['ue_vs_msp_throughput']:.3f} | >= 0.95 |",
              f"| generator_vs_langevin_samples_per_s | {r['generator_vs_langevin_samples_per_s']:.1f} | >= 20 |",
