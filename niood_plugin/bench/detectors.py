@@ -44,6 +44,11 @@ def _id_logits_label(tm: TrainedModel) -> str:
     return "K logits (garbage excluded)" if tm.garbage_index is not None else "K logits"
 
 
+#: Detectors that only some methods' models have (what :func:`applicable` checks on a model,
+#: by method name, so a run can be refused before anything is trained).
+NEEDS_METHOD = {"ue-id": ("inversion",), "garbage": ("inversion",), "bal": ("bal",)}
+
+
 def applicable(name: str, tm: TrainedModel) -> bool:
     """``ue-id`` and ``garbage`` need a garbage class; ``bal`` needs BAL's discriminator."""
     if name in ("ue-id", "garbage"):

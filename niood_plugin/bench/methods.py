@@ -83,8 +83,7 @@ class MethodContext:
         return self.cfg.inversion_config()
 
     def negatives(self) -> Optional[Negatives]:
-        spec = getattr(self.cfg, "negatives", None)
-        return None if spec is None else Negatives(**spec)
+        return self.cfg.negatives_object()
 
     def loader(self, batch_size: int):
         return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed)
@@ -226,11 +225,12 @@ def obtain(method: str, ctx: MethodContext, cache_dir: Path, train_missing: bool
 def cache_key(method: str, ctx: MethodContext) -> str:
     """Hash of everything that changes the trained weights of ``method``."""
     cfg = ctx.cfg
+    negatives = ctx.negatives() if method == "inversion" else None
     payload = {
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
         "classifier": ctx.classifier_name(), "width": cfg.width, "image_shape": list(ctx.image_shape),
         "config": ctx.inversion_config().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
-        "negatives": None if method != "inversion" or ctx.negatives() is None else ctx.negatives().to_dict(),
+        "negatives": None if negatives is None else negatives.to_dict(),
         "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

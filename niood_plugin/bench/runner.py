@@ -25,7 +25,7 @@ from ..data import TensorData, list_datasets, load_dataset, subset_indices
 from ..errors import ConfigError
 from . import plots
 from .config import ALL_DETECTORS, BenchConfig, check
-from .detectors import applicable, build
+from .detectors import NEEDS_METHOD, applicable, build
 from .evaluate import ood_metrics, represent, score
 from ..training import accuracy
 from .methods import METHODS, MethodContext, cache_key, list_methods, obtain
@@ -36,8 +36,6 @@ from .report import write_results
 log = logging.getLogger(__name__)
 
 #: Which methods make a model a detector can score; detectors not listed work on every model.
-DETECTOR_NEEDS = {"ue-id": ("inversion",), "garbage": ("inversion",), "bal": ("bal",)}
-
 SAMPLES_KEY = ".niood-model-key"  # in samples/<method>/: the cache key of the model the grids show
 
 
@@ -90,7 +88,7 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
     for d in cfg.detectors:
         if d not in valid_detectors:
             raise ConfigError(f"unknown detector {d!r}; choose from {valid_detectors}")
-        needs = DETECTOR_NEEDS.get(d)
+        needs = NEEDS_METHOD.get(d)
         if needs and not set(needs) & set(cfg.methods):
             raise ConfigError(f"detector {d!r} scores only models of method {' or '.join(needs)}, which this run "
                               f"does not train (methods: {', '.join(cfg.methods)}); add --method {needs[0]} or "
