@@ -32,7 +32,7 @@ from niood_plugin.training import train_plain
 from niood_plugin.bench.provenance import environment, git_state
 from niood_plugin.data import TensorData
 from niood_plugin.files import atomic_write_text
-from niood_plugin.models import DropOutput, build_classifier, build_generator, to_channels_last
+from niood_plugin.models import DropOutput, as_channels_last, build_classifier, build_generator, to_channels_last
 from niood_plugin.peers import langevin_sample
 from niood_plugin.config import InversionConfig
 
@@ -156,12 +156,18 @@ def pool_scaling(device, n_train: int) -> dict:
     return {"pool_sizes": sizes, "epoch_s": times, "seconds_per_1000_examples": slope * 1000, "linear_r2": r2}
 
 
-def report_epoch_extrapolation(device) -> dict:
-    """The report's MNIST schedule (ncf = ngf = 64, 100 steps x 11,000 samples, batch 32),
-    measured on a few steps and batches and extrapolated to one epoch and 20 epochs."""
-    cfg = InversionConfig.from_preset("report", "mnist")
-    clf = build_classifier("report28", K + 1, 1, ncf=64).to(device).eval()
-    gen = build_generator("report28", K + 1, cfg.latent_dim, 1, ngf=cfg.generator_width).to(device)
+#: The report's schedule per dataset: classifier/generator, image shape, ID training images.
+REPORT_SCHEDULES = {"mnist": ("report28", (1, 28, 28), 60_000), "cifar10": ("report32", (3, 32, 32), 50_000)}
+
+
+def report_schedule(device, dataset: str = "mnist") -> dict:
+    """The report's schedule for ``dataset`` (ncf = ngf = 64, 100 steps x 11,000 samples, batch
+    32; 20 epochs on MNIST, 41 on CIFAR-10), measured on a few steps and batches and
+    extrapolated to one epoch and the whole run."""
+    arch, shape, n_id = REPORT_SCHEDULES[dataset]
+    cfg = InversionConfig.from_preset("report", dataset)
+    clf = to_channels_last(build_classifier(arch, K + 1, shape[0], ncf=64)).to(device).eval()
+    gen = build_generator(arch, K + 1, cfg.latent_dim, shape[0], ngf=cfg.generator_width).to(device)
     for p in clf.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
@@ -185,7 +191,7 @@ def report_epoch_extrapolation(device) -> dict:
     for p in clf.parameters():
         p.requires_grad_(True)
     copt = torch.optim.Adam(clf.parameters(), lr=cfg.classifier_lr)
-    x = (torch.rand(cfg.batch_size, *SHAPE) * 2 - 1).to(device)
+    x = as_channels_last((torch.rand(cfg.batch_size, *shape) * 2 - 1).to(device))
     y = torch.randint(0, K + 1, (cfg.batch_size,), device=device)
 
     def clf_step():
@@ -195,14 +201,14 @@ def report_epoch_extrapolation(device) -> dict:
         copt.step()
 
     img_per_s = rate(clf_step, cfg.batch_size, min_time=3.0, repeats=1)
-    # Retraining set in epoch e: 60,000 ID + 6,000 noise + e * 11,000 generated images.
-    epochs = cfg.epochs
-    retrain_s = [(60_000 + 6_000 + e * n) / img_per_s for e in range(1, epochs + 1)]
+    # Retraining set in epoch e: the ID images + as many noise images as one class + e * 11,000 generated.
+    base = n_id + n_id // K
+    retrain_s = [(base + e * n) / img_per_s for e in range(1, cfg.epochs + 1)]
     inversion_epoch_s = step_s * cfg.inversion_steps
-    total_s = 66_000 / img_per_s + sum(inversion_epoch_s + r for r in retrain_s)
-    return {"inversion_step_s": step_s, "inversion_epoch_s": inversion_epoch_s,
+    total_s = base / img_per_s + sum(inversion_epoch_s + r for r in retrain_s)
+    return {"inversion_step_s": step_s, "inversion_epoch_s": inversion_epoch_s, "epochs": cfg.epochs,
             "classifier_images_per_s": img_per_s, "first_epoch_s": inversion_epoch_s + retrain_s[0],
-            "total_20_epochs_h": total_s / 3600}
+            "total_h": total_s / 3600}
 
 
 def main() -> None:
@@ -224,7 +230,7 @@ def main() -> None:
     ep = epoch_ratio(device, args.n_train)
     pool = pool_scaling(device, args.n_pool)
     layout = layout_ab(device, args.n_train)
-    rep = None if args.skip_report_epoch else report_epoch_extrapolation(device)
+    rep = None if args.skip_report_epoch else report_schedule(device, "mnist")
     rss = None
     if Path(args.mnist_results).is_file():
         rss = json.loads(Path(args.mnist_results).read_text())["timings"].get("peak_rss_mb")
@@ -275,7 +281,7 @@ def render(r: dict) -> str:
     if rep:
         lines.append(f"- the report's MNIST schedule here: one inversion step (11,000 samples) "
                      f"{rep['inversion_step_s']:.1f} s, first epoch {rep['first_epoch_s'] / 60:.0f} min, "
-                     f"20 epochs about {rep['total_20_epochs_h']:.1f} h (extrapolated from measured steps)")
+                     f"{rep['epochs']} epochs about {rep['total_h']:.1f} h (extrapolated from measured steps)")
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -80,8 +80,10 @@ def accuracy(model: nn.Module, loader: Iterable, device: torch.device | str,
 
 def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, device: torch.device | str,
                 progress_bar: bool = False, val_loader: Optional[Iterable] = None, lr_schedule: str = "constant",
-                channels_last: bool = False, name: str = "standard") -> list[dict[str, Any]]:
-    """Plain cross-entropy training with Adam and the per-epoch schedule of :func:`lr_scheduler`."""
+                channels_last: bool = False, name: str = "standard",
+                on_epoch_end: Optional[Callable[[nn.Module, dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
+    """Plain cross-entropy training with Adam and the per-epoch schedule of :func:`lr_scheduler`;
+    ``on_epoch_end(model, entry)`` is called after each epoch with its history entry."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = lr_scheduler(opt, lr_schedule, epochs)
     history = []
@@ -109,6 +111,8 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
             entry["val_acc"] = accuracy(model, val_loader, device)
         entry["time_s"] = time.perf_counter() - t0
         history.append(entry)
+        if on_epoch_end is not None:
+            on_epoch_end(model, entry)
         log.info("%s epoch %d: %s", name, epoch, entry)
     model.eval()
     return history

@@ -72,7 +72,7 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
     to ``cfg.out``, a folder of its own (``results.json`` has ``"kind": "attack"``)."""
     started, t_start = time.time(), time.perf_counter()
     code = git_state()  # the code that runs, before this command writes anything
-    cfg = replace(cfg, ood=[start])
+    cfg = replace(cfg, ood=[start], ood_optional=[]).resolved()
     check_attack(cfg, start, norm, eps_list, steps, lr, n_attack)
     validate(cfg, "attack")
     out = Path(cfg.out)
@@ -107,7 +107,7 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
             mapes[(method, eps)] = mape.cpu().numpy()
             log.info("%s eps=%g: median MAPE %.4f", method, eps, float(np.median(mapes[(method, eps)])))
         attack_s = time.perf_counter() - t0
-        rows, _ = score_method(tm, cfg, BenchData(data.train, data.test, attacked, data.fit), device)
+        rows, _, _ = score_method(tm, cfg, BenchData(data.train, data.test, attacked, data.fit), device)
         for r in rows:
             eps = eps_of[r["ood"]]
             r["eps"] = eps

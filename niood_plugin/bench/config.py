@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..errors import ConfigError
-from ..validation import Interval, check_param
+from ..validation import Boolean, Interval, check_param
 
 ALL_DETECTORS = ("ue", "ue-id", "garbage", "msp", "odin", "energy", "mahalanobis", "maxlogit", "knn", "vim",
                  "entropy")
@@ -44,12 +44,15 @@ class BenchConfig:
 
     id: str = "mnist"
     ood: list[str] = field(default_factory=lambda: ["fashionmnist", "gaussian", "uniform"])
+    # OOD sets scored when present under the data root, else skipped with a note (online-only sets)
+    ood_optional: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["inversion", "standard"])
     detectors: list[str] = field(default_factory=lambda: list(DEFAULT_DETECTORS))
-    preset: str = "fast"
+    preset: Optional[str] = None            # None: by ID geometry (ID_DEFAULTS)
     epochs: Optional[int] = None            # None: the preset's
-    classifier: Optional[str] = None        # None: report28 / report32 from the ID geometry
-    width: int = 32                         # ncf of the report classifiers
+    classifier: Optional[str] = None        # None: by ID geometry (ID_DEFAULTS)
+    width: Optional[int] = None             # base width (ncf of the report nets); None: the classifier's default
+    augment: Optional[str] = None           # batch augmentation of the ID training images; None: by ID geometry
     hparams: dict[str, Any] = field(default_factory=dict)  # InversionConfig overrides
     # keyword arguments of niood_plugin.Negatives (default: the library's recommendation); None: none
     negatives: Optional[dict[str, Any]] = field(
@@ -66,10 +69,24 @@ class BenchConfig:
     test_limit: Optional[int] = None        # images per test set (None: all, generated sets 10,000)
     fit_limit: int = 10_000                 # ID training images to fit feature detectors on
     batch_size: int = 512                   # scoring batch size
+    probe_limit: Optional[int] = None       # images per set scored after every epoch (time-to-quality); None: off
+    feature_plots: bool = False             # PCA / t-SNE of penultimate features per method
     threads: Optional[int] = None           # torch threads (None: all cores)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def resolved(self) -> "BenchConfig":
+        """A copy with ``preset``, ``classifier``, ``width`` and ``augment`` filled in where
+        None, from :func:`id_defaults` (unchanged if ``id`` is not a known dataset)."""
+        try:
+            defaults = id_defaults(self.id)
+        except ValueError:
+            return self
+        values = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.width is None:
+            values["width"] = DEFAULT_WIDTH.get(values.get("classifier", self.classifier))
+        return dataclasses.replace(self, **values)
 
     def inversion_config(self):
         """The :class:`~niood_plugin.InversionConfig` these settings give: the preset, then
@@ -77,7 +94,8 @@ class BenchConfig:
         from .. import InversionConfig
 
         epochs = {} if self.epochs is None else {"epochs": self.epochs}
-        return InversionConfig.from_preset(self.preset, self.id, **epochs, **self.hparams)
+        preset = self.preset or self.resolved().preset
+        return InversionConfig.from_preset(preset, self.id, **epochs, **self.hparams)
 
     def negatives_object(self):
         """``Negatives(**negatives)``, or ``None``; raises ``TypeError``/``ValueError`` if bad."""
@@ -86,6 +104,27 @@ class BenchConfig:
         from .. import Negatives
 
         return Negatives(**self.negatives)
+
+
+#: Base width of each classifier when ``width`` is not given (None: the model has no width argument).
+DEFAULT_WIDTH: dict[Optional[str], Optional[int]] = {"report28": 32, "report32": 32, "resnet10-cifar": 16,
+                                                     "resnet18-cifar": 16}
+#: Keyword argument that takes the base width, by classifier.
+WIDTH_ARGUMENT = {"report28": "ncf", "report32": "ncf", "resnet10-cifar": "width", "resnet18-cifar": "width"}
+
+
+def id_defaults(dataset: str) -> dict[str, Any]:
+    """What ``niood-bench run --id DATASET`` uses when the preset, classifier or augmentation is
+    not given: 32x32 RGB sets (CIFAR-10, SVHN, ...) get the CIFAR recipe (preset ``cifar``, a
+    CIFAR ResNet-18 at width 16, random crop and flip); other sets the quick recipe (preset
+    ``fast``, the report's classifier for their size, no augmentation)."""
+    from ..data import get_spec
+
+    shape = get_spec(dataset).shape
+    if shape is not None and shape[0] == 3 and shape[1:] == (32, 32):
+        return {"preset": "cifar", "classifier": "resnet18-cifar", "augment": "crop-flip"}
+    size = None if shape is None else shape[1:]
+    return {"preset": "fast", "classifier": "report32" if size == (32, 32) else "report28", "augment": "none"}
 
 
 # ----------------------------------------------------------------------------- constraint table
@@ -104,16 +143,20 @@ class _Text:
 
 
 class _Names:
-    """A non-empty list of distinct non-empty strings (which names are known is checked later)."""
+    """A list of distinct non-empty strings, non-empty unless ``allow_empty`` (which names are
+    known is checked later)."""
+
+    def __init__(self, allow_empty: bool = False):
+        self.allow_empty = allow_empty
 
     def accepts(self, value: Any) -> bool:
-        return self.problem(value) is None
+        return self.problem(value, self.allow_empty) is None
 
     @staticmethod
-    def problem(value: Any) -> Optional[str]:
+    def problem(value: Any, allow_empty: bool = False) -> Optional[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             return "must be a list of names"
-        if not value:
+        if not value and not allow_empty:
             return "is empty; give at least one name"
         dup = sorted({v for v in value if value.count(v) > 1})
         if dup:
@@ -121,7 +164,7 @@ class _Names:
         return None
 
     def __str__(self) -> str:
-        return "a non-empty list of distinct names"
+        return "a list of distinct names" if self.allow_empty else "a non-empty list of distinct names"
 
 
 class _Table:
@@ -151,13 +194,15 @@ _POS = Interval(int, 1, None)
 #: Every field of :class:`BenchConfig`: the values it may take (any one constraint suffices;
 #: ``None`` allows ``None``).  Names in registries are checked by ``runner.validate``.
 CONSTRAINTS: dict[str, list[Any]] = {
-    "id": [_Text()], "ood": [_Names()], "methods": [_Names()], "detectors": [_Names()],
-    "preset": [_Text()], "epochs": [_POS, None], "classifier": [_Text(), None], "width": [_POS],
+    "id": [_Text()], "ood": [_Names()], "ood_optional": [_Names(allow_empty=True)], "methods": [_Names()], "detectors": [_Names()],
+    "preset": [_Text(), None], "epochs": [_POS, None], "classifier": [_Text(), None], "width": [_POS, None],
+    "augment": [_Text(), None],
     "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()],
     "fig_epochs": [_POS], "bal_epochs": [_POS],
     "data_root": [_Text(path=True), None], "out": [_Text(path=True)], "cache_dir": [_Text(path=True), None],
     "device": [_Text()], "seed": [Interval(int, 0, 2**32 - 1)],
     "train_limit": [_POS, None], "test_limit": [_POS, None], "fit_limit": [_POS], "batch_size": [_POS],
+    "probe_limit": [_POS, None], "feature_plots": [Boolean()],
     "threads": [_POS, None],
 }
 
@@ -175,7 +220,7 @@ MOVED_HPARAMS = {
     "warp_cells": "negatives.warp_cells", "warp_strength": "negatives.warp_strength",
 }
 
-_LISTS = ("ood", "methods", "detectors")
+_LISTS = ("ood", "ood_optional", "methods", "detectors")
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -187,7 +232,7 @@ def check_value(name: str, value: Any, source: str) -> None:
     """Raise :class:`~niood_plugin.validation.InvalidParameterError` unless ``value`` fits
     ``name``'s row of :data:`CONSTRAINTS` (and, for ``negatives``, :data:`NEGATIVES_TYPES`)."""
     if name in _LISTS and isinstance(value, list):
-        problem = _Names.problem(value)
+        problem = _Names.problem(value, allow_empty=name == "ood_optional")
         if problem:
             raise ConfigError(f"{source}: {name} {problem}; got {value!r}")
     check_param(name, value, CONSTRAINTS[name], source)

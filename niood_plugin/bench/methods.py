@@ -1,8 +1,8 @@
 """Training methods compared by the harness, and the on-disk cache of trained models.
 
 A method turns ID training data into a :class:`TrainedModel`.  Every method trains the
-same architecture (``cfg.classifier`` at width ``cfg.width``) on the same loader, seed and
-device.  Trained weights are cached under ``cache_dir`` by a hash of everything that
+same architecture (``cfg.classifier`` at width ``cfg.width``) on the same loader (shuffling,
+augmentation ``cfg.augment``), seed and device.  Trained weights are cached under ``cache_dir`` by a hash of everything that
 affects training, so adding a detector or an OOD set never retrains.
 """
 from __future__ import annotations
@@ -21,19 +21,22 @@ from torch import nn
 
 from ..callbacks import SampleGrid
 from ..config import InversionConfig
-from ..data import TensorData
+from ..data import TensorData, build_augmentation
 from ..errors import CheckpointError
 from ..files import atomic_torch_save, load_checkpoint
 from ..models import build_classifier, to_channels_last
 from ..negatives import Negatives
+from ..pool import quantize
 from ..registry import Registry
 from ..trainer import InversionTrainer
 from ..training import train_plain
-from .config import BenchConfig
+from .config import DEFAULT_WIDTH, WIDTH_ARGUMENT, BenchConfig
+from .probe import probe_seconds
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "niood-bench-model/2"
+SAMPLES = 512  # generated outliers kept with an inversion model (feature-space plots)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class TrainedModel:
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, nn.Module] = field(default_factory=dict)  # e.g. BAL's discriminator
     cached: bool = False
+    samples: Optional[torch.Tensor] = None  # uint8 images of the method's own outliers (feature plots)
 
 
 @dataclass
@@ -65,16 +69,25 @@ class MethodContext:
     sample_dir: Path
     resume: bool
     get: Callable[[str], TrainedModel]    # another method's (cached) model, e.g. FIG needs 'standard'
+    probe: Optional[Callable[[Optional[int]], Any]] = None  # garbage_index -> per-epoch QualityProbe
+
+    def probes(self, garbage_index: Optional[int]) -> list:
+        return [] if self.probe is None else [self.probe(garbage_index)]
 
     def classifier_name(self) -> str:
-        if self.cfg.classifier:
-            return self.cfg.classifier
-        return "report32" if self.image_shape[1:] == (32, 32) else "report28"
+        return self.cfg.classifier or self.cfg.resolved().classifier
+
+    def width(self) -> Optional[int]:
+        return self.cfg.width if self.cfg.width is not None else DEFAULT_WIDTH.get(self.classifier_name())
+
+    def augment_name(self) -> str:
+        return self.cfg.augment or self.cfg.resolved().augment or "none"
 
     def new_classifier(self, num_outputs: int) -> nn.Module:
         torch.manual_seed(self.cfg.seed)
-        kwargs = {"ncf": self.cfg.width} if self.classifier_name().startswith("report") else {}
-        model = build_classifier(self.classifier_name(), num_outputs, self.image_shape[0], **kwargs)
+        name, width = self.classifier_name(), self.width()
+        kwargs = {WIDTH_ARGUMENT[name]: width} if name in WIDTH_ARGUMENT and width is not None else {}
+        model = build_classifier(name, num_outputs, self.image_shape[0], **kwargs)
         # The same layout for training, for scoring and for a model reloaded from the cache:
         # layouts differ in the last bits of a convolution.
         return to_channels_last(model)
@@ -86,22 +99,25 @@ class MethodContext:
         return self.cfg.negatives_object()
 
     def loader(self, batch_size: int):
-        return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed)
+        """The ID training batches every method sees: shuffled, augmented (``cfg.augment``), on the device."""
+        return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed,
+                                 augment=build_augmentation(self.augment_name()), device=self.device)
 
 
 def _train_inversion(ctx: MethodContext) -> TrainedModel:
     cfg = ctx.inversion_config()
     clf = ctx.new_classifier(ctx.num_classes + 1)
+    callbacks = [SampleGrid(ctx.sample_dir, final_only=True), *ctx.probes(ctx.num_classes)]
     trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, negatives=ctx.negatives(), device=ctx.device,
-                               seed=ctx.cfg.seed, progress=ctx.progress, callbacks=[SampleGrid(ctx.sample_dir, final_only=True)],
-                               **cfg.to_dict())
+                               seed=ctx.cfg.seed, progress=ctx.progress, callbacks=callbacks, **cfg.to_dict())
     ckpt = ctx.checkpoint_dir / f"inversion-{cache_key('inversion', ctx)}.pt"  # tied to the settings
     resume = ckpt if ctx.resume and ckpt.is_file() else None
     t0 = time.perf_counter()
     history = trainer.fit(ctx.loader(cfg.batch_size), val_loader=_val_loader(ctx), checkpoint=ckpt, resume=resume)
     # On resume, time spent before the interruption is in the history.
-    elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0
-    return TrainedModel("inversion", clf.eval(), ctx.num_classes, ctx.num_classes, elapsed, history)
+    elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0 - probe_seconds(history)
+    return TrainedModel("inversion", clf.eval(), ctx.num_classes, ctx.num_classes, elapsed, history,
+                        samples=quantize(trainer.inverter.sample(SAMPLES)[0].cpu()))
 
 
 def _val_loader(ctx: MethodContext):
@@ -115,9 +131,11 @@ def _train_standard(ctx: MethodContext) -> TrainedModel:
     epochs = cfg.epochs + cfg.pretrain_epochs
     torch.manual_seed(ctx.cfg.seed)  # dropout masks: the same whatever ran before in this process
     t0 = time.perf_counter()
+    probe = ctx.probes(None)
     history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
-                          _val_loader(ctx), cfg.lr_schedule, channels_last=True)
-    return TrainedModel("standard", model, ctx.num_classes, None, time.perf_counter() - t0, history)
+                          _val_loader(ctx), cfg.lr_schedule, channels_last=True, on_epoch_end=probe[0] if probe else None)
+    elapsed = time.perf_counter() - t0 - probe_seconds(history)
+    return TrainedModel("standard", model, ctx.num_classes, None, elapsed, history)
 
 
 def _train_fig(ctx: MethodContext) -> TrainedModel:
@@ -228,11 +246,13 @@ def cache_key(method: str, ctx: MethodContext) -> str:
     negatives = ctx.negatives() if method == "inversion" else None
     payload = {
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
-        "classifier": ctx.classifier_name(), "width": cfg.width, "image_shape": list(ctx.image_shape),
+        "classifier": ctx.classifier_name(), "width": ctx.width(), "image_shape": list(ctx.image_shape),
         "config": ctx.inversion_config().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
         "negatives": None if negatives is None else negatives.to_dict(),
         "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
+    if ctx.augment_name() != "none":  # absent when off: keys of models trained before augmentation stay valid
+        payload["augment"] = ctx.augment_name()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -242,6 +262,7 @@ def save_trained(tm: TrainedModel, path: Path, key: str) -> None:
         "garbage_index": -1 if tm.garbage_index is None else tm.garbage_index,
         "train_time_s": tm.train_time_s, "history": json.dumps(tm.history),
         "model": tm.model.state_dict(), "extra": {k: m.state_dict() for k, m in tm.extra.items()},
+        "samples": tm.samples,
     }, path)
 
 
@@ -262,5 +283,6 @@ def load_trained(path: Path, key: str, fresh: TrainedModel) -> TrainedModel:
     fresh.model.eval()
     fresh.train_time_s = float(state["train_time_s"])
     fresh.history = json.loads(state["history"])
+    fresh.samples = state.get("samples")
     fresh.cached = True
     return fresh

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 #: What this harness writes into an output folder (and so may replace or remove there).
 RESULT_FILES = ("results.json", "results.csv", "results.md")
 HARNESS_DIRS = ("models", "checkpoints", "samples")
-PLOTS = {"run": ("roc_*.png", "hist_*.png", "training_*.png", "time_to_quality.png"), "attack": ("attack_*.png",)}
+PLOTS = {"run": ("roc_*.png", "hist_*.png", "training_*.png", "time_to_quality.png", "features_*.png"), "attack": ("attack_*.png",)}
 
 
 def _name_max(existing: Path) -> int:

@@ -102,3 +102,32 @@ def training_curves(out: Path, method: str, history: list[dict[str, Any]]) -> Pa
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def time_to_quality(out: Path, methods: dict[str, dict[str, Any]]) -> Path | None:
+    """ID accuracy and average OOD AUROC of the per-epoch probe (:mod:`~niood_plugin.bench.probe`)
+    against cumulative training wall time, one line per method that was probed."""
+    probed = {m: [h for h in info["history"] if "probe_auroc_avg" in h] for m, info in methods.items()}
+    probed = {m: rows for m, rows in probed.items() if rows}
+    if not probed:
+        return None
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for method, rows in probed.items():
+        history = methods[method]["history"]
+        wall, minutes = 0.0, {}
+        for h in history:  # epoch times exclude the probe's own time
+            wall += h.get("time_s", 0.0)
+            minutes[id(h)] = wall / 60
+        t = [minutes[id(h)] for h in rows]
+        a.plot(t, [h["probe_id_acc"] for h in rows], marker="o", label=method)
+        b.plot(t, [h["probe_auroc_avg"] for h in rows], marker="o", label=method)
+    a.set(xlabel="training wall time (min)", ylabel="ID test accuracy (probe subset)", title="accuracy")
+    b.set(xlabel="training wall time (min)", ylabel="average AUROC over the OOD sets",
+          title="OOD detection (default UE detector)")
+    a.legend(fontsize=7)
+    b.legend(fontsize=7)
+    path = out / "time_to_quality.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path

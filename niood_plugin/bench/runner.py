@@ -21,9 +21,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data import TensorData, list_datasets, load_dataset, subset_indices
-from ..errors import ConfigError
+from ..data import TensorData, dataset_status, list_datasets, load_dataset, subset_indices
+from ..errors import ConfigError, DatasetNotFoundError
 from . import plots
+from .feature_plots import feature_space
 from .config import ALL_DETECTORS, BenchConfig, check
 from .detectors import NEEDS_METHOD, applicable, build
 from .evaluate import ood_metrics, represent, score
@@ -45,6 +46,7 @@ class BenchData:
     test: TensorData
     oods: dict[str, TensorData]
     fit: TensorData                      # ID training subset for feature detectors
+    skipped: dict[str, str] = field(default_factory=dict)  # optional OOD sets not found: name -> why
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -74,12 +76,14 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
     """Check every name and number in ``cfg``, and the output folder, before any work starts."""
     check(cfg)
     datasets = list_datasets()
-    for name in [cfg.id, *cfg.ood]:
+    for name in [cfg.id, *cfg.ood, *cfg.ood_optional]:
         if name not in datasets:
             raise ConfigError(f"unknown dataset {name!r}; choose from {datasets}")
-    if cfg.id in ("gaussian", "uniform", "tinyimagenet"):
+    from ..data import get_spec
+
+    if get_spec(cfg.id).num_classes is None:
         raise ConfigError(f"{cfg.id!r} has no class labels and cannot be the in-distribution set")
-    if cfg.id in cfg.ood:
+    if cfg.id in cfg.ood or cfg.id in cfg.ood_optional:
         raise ConfigError(f"{cfg.id!r} is both the ID set and an OOD set")
     for m in cfg.methods:
         if m not in METHODS:
@@ -98,6 +102,12 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
 
     if cfg.preset not in list_presets():
         raise ConfigError(f"unknown preset {cfg.preset!r}; choose from {list_presets()}")
+    from ..data import list_augmentations
+
+    if cfg.augment is not None and cfg.augment not in list_augmentations():
+        raise ConfigError(f"unknown augment {cfg.augment!r}; choose from {list_augmentations()}")
+    if cfg.classifier is not None:
+        _check_classifier(cfg.classifier)
     if cfg.ue_variant not in UE_VARIANTS:
         raise ConfigError(f"unknown ue_variant {cfg.ue_variant!r}; choose from {list(UE_VARIANTS)}")
     _check_hparam_names(cfg)
@@ -116,6 +126,19 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
         check_dir_path(Path(cfg.cache_dir), "cache_dir", need_write=kind == "run")  # an attack reads it
     if cfg.data_root:
         check_dir_path(Path(cfg.data_root), "data_root", need_write=False)
+
+
+def _check_classifier(name: str) -> None:
+    from ..models import list_classifiers
+
+    if name in list_classifiers():
+        return
+    try:
+        import timm
+    except ImportError:  # pragma: no cover
+        raise ConfigError(f"unknown classifier {name!r}; choose from {list_classifiers()} (timm names need timm)")
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown classifier {name!r}; choose from {list_classifiers()} or a timm model name")
 
 
 def _check_hparam_names(cfg: BenchConfig) -> None:
@@ -147,13 +170,23 @@ def load_data(cfg: BenchConfig) -> BenchData:
     test = load_dataset(cfg.id, "test", cfg.data_root, limit=cfg.test_limit, seed=cfg.seed)
     oods = {name: load_dataset(name, "test", cfg.data_root, image_shape=shape, limit=cfg.test_limit, seed=cfg.seed)
             for name in cfg.ood}
+    skipped = {}
+    for name in cfg.ood_optional:
+        if name in oods:
+            continue
+        try:
+            oods[name] = load_dataset(name, "test", cfg.data_root, image_shape=shape, limit=cfg.test_limit,
+                                      seed=cfg.seed)
+        except DatasetNotFoundError as exc:
+            skipped[name] = str(exc)
+            log.warning("optional OOD set %s skipped: not available (%s)", name, dataset_status(name)["how_to_get"])
     idx = subset_indices(train.y, min(cfg.fit_limit, len(train)), seed=cfg.seed)  # class-stratified
     fit = train if idx is None else TensorData(train.x[idx], train.y[idx], f"{cfg.id}-fit")
     missing = sorted(set(range(int(train.num_classes))) - set(fit.y.unique().tolist()))
     if missing:
         raise ConfigError(f"classes {missing} have no training images (train_limit={cfg.train_limit}, "
                           f"fit_limit={cfg.fit_limit}): raise them")
-    return BenchData(train, test, oods, fit)
+    return BenchData(train, test, oods, fit, skipped)
 
 
 def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, command: str = "",
@@ -161,6 +194,7 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     """Run the benchmark described by ``cfg``; returns the results payload (also written to ``cfg.out``)."""
     started, t_start = time.time(), time.perf_counter()
     code = git_state()  # the code that runs, before this command writes anything
+    cfg = cfg.resolved()  # defaults that depend on the ID set, recorded as used
     validate(cfg, "run")
     device = check_device(cfg.device)
     out = Path(cfg.out)
@@ -189,7 +223,7 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
         timings["train_s"][method] = time.perf_counter() - t0
         t0 = time.perf_counter()
         id_acc = accuracy(tm.model, data.test.loader(batch_size=cfg.batch_size), device, tm.num_classes)
-        rows, scores = score_method(tm, cfg, data, device)
+        rows, scores, reps = score_method(tm, cfg, data, device)
         for r in rows:
             r["id_accuracy"] = id_acc
         results += rows
@@ -202,10 +236,16 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
         log.info("%s: ID accuracy %.4f, trained in %.1f s%s", method, id_acc, tm.train_time_s,
                  " (cached)" if tm.cached else "")
         written.append(plots.training_curves(out, method, tm.history))
+        if cfg.feature_plots:
+            t0 = time.perf_counter()
+            written.append(feature_space(out, tm, {k: r.features for k, r in reps.items()}, cfg.id, device,
+                                         seed=cfg.seed, batch_size=cfg.batch_size))
+            timings.setdefault("feature_plots_s", {})[method] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     written += plots.roc_curves(out, all_scores, cfg.id)
     written += plots.histograms(out, all_scores, cfg.id)
+    written.append(plots.time_to_quality(out, methods_info))
     timings["plots_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     timings["peak_rss_mb"] = peak_rss_mb()
@@ -257,7 +297,13 @@ class ModelSource:
         return MethodContext(cfg=self.cfg, train=self.data.train, val=None, num_classes=self.data.num_classes,
                              image_shape=self.data.image_shape, device=self.device, progress=self.progress,
                              checkpoint_dir=self.checkpoint_dir, sample_dir=self.out / "samples" / method,
-                             resume=resume, get=self.get)
+                             resume=resume, get=self.get, probe=self._probe if self.cfg.probe_limit else None)
+
+    def _probe(self, garbage_index: Optional[int]):
+        from .probe import QualityProbe
+
+        return QualityProbe(self.data.test, self.data.oods, self.data.num_classes, garbage_index, self.device,
+                            n=int(self.cfg.probe_limit), batch_size=self.cfg.batch_size, seed=self.cfg.seed)
 
     def get(self, method: str):
         if method not in self.trained:
@@ -342,11 +388,14 @@ def score_method(tm, cfg: BenchConfig, data: BenchData, device: torch.device):
             row = {"method": tm.method, "detector": name, "ood": ood, "scored_on": sd.scored_on}
             row.update(ood_metrics(scores[(tm.method, name, cfg.id)], scores[(tm.method, name, ood)]))
             rows.append(row)
-    return rows, scores
+    return rows, scores, reps
 
 
 def _notes(cfg: BenchConfig, data: BenchData) -> list[str]:
     notes = []
+    if data.skipped:
+        notes.append(f"optional OOD sets skipped, not available under the data root: {', '.join(data.skipped)} "
+                     "(online, torchvision downloads them)")
     if "cifar10-jpeg" in cfg.ood or cfg.id == "cifar10-jpeg":
         notes.append("cifar10-jpeg is a lossy JPEG copy of CIFAR-10 (about quality 75): pixels are not bit-exact")
     converted = [n for n, d in data.oods.items() if n not in ("gaussian", "uniform")]

@@ -38,6 +38,7 @@ Datasets are registered by name in :data:`DATASETS` (a :class:`~niood_plugin.reg
 :func:`register_dataset` adds one, with a :class:`~niood_plugin.data.source.Source` saying where
 its files are.
 """
+from .augment import AUGMENTATIONS, BatchLoader, CropFlip, build_augmentation, list_augmentations
 from .catalog import (ALIASES, DATASETS, SPLITS, DatasetSpec, dataset_status, get_spec, list_datasets,
                       load_dataset, register_dataset)
 from .generated import DEFAULT_NOISE_SIZE, make_noise, make_synthetic
@@ -46,6 +47,7 @@ from .storage import default_data_root
 from .tensors import LUMA_WEIGHTS, TensorData, subset_indices, to_geometry
 
 __all__ = [
+    "AUGMENTATIONS", "BatchLoader", "CropFlip", "build_augmentation", "list_augmentations",
     "DATASETS", "ALIASES", "SPLITS", "DatasetSpec", "TensorData", "LUMA_WEIGHTS", "DEFAULT_NOISE_SIZE",
     "default_data_root", "register_dataset", "list_datasets", "get_spec", "dataset_status", "load_dataset",
     "to_geometry", "subset_indices", "make_synthetic", "make_noise", "decode_images",

@@ -17,6 +17,7 @@ from .source import Source
 from .storage import PathLike, log, resolve_root
 from .tensors import IMAGE_SHAPE, SEED, TensorData, subset_indices, u8_to_float
 from .torchvision_sets import IdxSource, TorchvisionSource
+from .web_sets import PLACES_KEEP, PLACES_SEED, WebImageSource
 
 __all__ = ["DatasetSpec", "DATASETS", "ALIASES", "SPLITS", "register_dataset", "list_datasets", "get_spec",
            "dataset_status", "load_dataset"]
@@ -51,7 +52,8 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 #: Other spellings accepted for a name (lower case).
 ALIASES = {"fashion-mnist": "fashionmnist", "fashion_mnist": "fashionmnist", "fmnist": "fashionmnist",
            "cifar-10": "cifar10", "cifar-100": "cifar100", "cifar10_jpeg": "cifar10-jpeg",
-           "cifar10jpeg": "cifar10-jpeg", "tiny-imagenet": "tinyimagenet", "tiny_imagenet": "tinyimagenet"}
+           "cifar10jpeg": "cifar10-jpeg", "tiny-imagenet": "tinyimagenet", "tiny_imagenet": "tinyimagenet",
+           "dtd": "textures", "places": "places365", "places-365": "places365"}
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -88,6 +90,18 @@ for _spec in (
                 ("test",), "tinyimagenet", "tinyimagenet-test.tar.gz", lossy=True, source=ImageFolderSource(
                     "put tinyimagenet-test.tar.gz (unpacks to tinyimagenet/test/images/*.JPEG) in {root}",
                     layout="flat")),
+    DatasetSpec("textures", "Describable Textures (DTD) test split, partition 1 (1,880 images), shorter side resized "
+                "and center-cropped to 64x64, unlabeled (OOD use; torchvision, online only)", (3, 64, 64), None, False,
+                ("test",), "dtd", lossy=True, source=WebImageSource(
+                    "DTD", _ONLINE_HINT % "/dtd", "test", ("dtd/dtd/labels/test1.txt", "dtd/dtd/images/"), "test1",
+                    partition=1)),
+    DatasetSpec("places365", f"Places365 val 256x256 images: a fixed subset of {PLACES_KEEP:,} of the 36,500 (seed "
+                f"{PLACES_SEED}), resized to 64x64, unlabeled (OOD use; torchvision, online only)", (3, 64, 64), None,
+                False, ("test",), "places365", lossy=True, source=WebImageSource(
+                    "Places365", _ONLINE_HINT % "/places365", "val", ("places365/categories_places365.txt",
+                                                                      "places365/places365_val.txt",
+                                                                      "places365/val_256/"),
+                    "val_256", subdir="places365", keep=PLACES_KEEP, small=True)),
     DatasetSpec("gaussian", "noise N(0,1) clipped to [-1,1], in the requested geometry", None, None, True, SPLITS),
     DatasetSpec("uniform", "noise U(-1,1), in the requested geometry", None, None, True, SPLITS),
     DatasetSpec("synthetic", "tiny deterministic 10-class 28x28 pattern set (tests, smoke runs)",

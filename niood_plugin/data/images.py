@@ -8,7 +8,7 @@ import time
 import warnings
 import zlib
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -65,12 +65,14 @@ def decode_images(paths: Sequence[PathLike]) -> Tensor:
 
 
 def _cached_decode(folder: Path, rel: list[str], labels: list[int], classes: list[str],
-                   cache: Path) -> tuple[Tensor, Tensor]:
-    """Decode ``folder/<rel>`` once; reuse ``cache`` (a ``.pt``) while the file list is the same.
+                   cache: Path, decode: Callable[[list[Path]], Tensor] = decode_images,
+                   tag: str = "") -> tuple[Tensor, Tensor]:
+    """Decode ``folder/<rel>`` once (with ``decode``); reuse ``cache`` (a ``.pt``) while the file
+    list (and ``tag``, e.g. the decoded size) is the same.
 
     In a read-only folder the cache is kept under the default data root instead.
     """
-    sig = zlib.crc32("\n".join(rel).encode())
+    sig = zlib.crc32(("\n".join(rel) + (f"\n{tag}" if tag else "")).encode())
     if not cache.is_file() and not writable(cache.parent):
         cache = (default_data_root() / "decoded-cache"
                  / f"{cache.stem}-{zlib.crc32(str(folder.resolve()).encode()):08x}.pt")
@@ -85,7 +87,7 @@ def _cached_decode(folder: Path, rel: list[str], labels: list[int], classes: lis
         except Exception as e:  # noqa: BLE001 - a broken cache is rebuilt
             log.warning("ignoring unreadable image cache %s (%s)", cache, e)
     t0 = time.perf_counter()
-    x = decode_images([folder / r for r in rel])
+    x = decode([folder / r for r in rel])
     y = torch.tensor(labels, dtype=torch.int64)
     log.info("decoded %d images from %s in %.1f s", len(rel), folder, time.perf_counter() - t0)
     try:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import TensorDataset
 
-from ..validation import Boolean, Interval, check_param
+from ..validation import Interval, check_param
 
 __all__ = ["TensorData", "LUMA_WEIGHTS", "IMAGE_SHAPE", "SEED", "to_geometry", "subset_indices"]
 
@@ -48,7 +48,7 @@ class TensorData:
     """An in-memory dataset: ``x`` float32 ``[N, C, H, W]`` in [-1, 1], ``y`` int64 ``[N]``.
 
     It is itself a map-style dataset (``data[i] -> (x[i], y[i])``); :meth:`loader` gives a
-    fast :class:`~torch.utils.data.DataLoader` that slices whole batches at once.
+    fast :class:`~niood_plugin.data.augment.BatchLoader` that slices whole batches at once.
     """
 
     x: Tensor
@@ -87,25 +87,17 @@ class TensorData:
         """A :class:`TensorDataset` over ``(x, y)``."""
         return TensorDataset(self.x, self.y)
 
-    def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
-               drop_last: bool = False) -> DataLoader:
-        """A DataLoader yielding ``(x, y)`` batches; shuffling uses a generator seeded by ``seed``.
-
-        Batches are sliced from the tensors in one indexing operation (no per-item collation).
+    def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+               augment: Any = None, device: "str | torch.device" = "cpu", channels_last: bool = False):
+        """A :class:`~niood_plugin.data.augment.BatchLoader` of ``(x, y)`` batches: sliced from
+        the tensors in one indexing operation (no per-item collation), held as uint8 when the
+        images are 8-bit, shuffled by a generator seeded by ``seed`` (a new order every pass),
+        augmented per batch by ``augment`` (e.g. ``CropFlip()``), made on ``device``.
         """
-        owner = "TensorData.loader"
-        check_param("batch_size", batch_size, [Interval(int, 1, None)], owner)
-        check_param("shuffle", shuffle, [Boolean()], owner)
-        check_param("seed", seed, [SEED], owner)
-        check_param("drop_last", drop_last, [Boolean()], owner)
-        ds = self.dataset()
-        base: Union[RandomSampler, SequentialSampler]
-        if shuffle:
-            base = RandomSampler(ds, generator=torch.Generator().manual_seed(int(seed)))
-        else:
-            base = SequentialSampler(ds)
-        sampler = BatchSampler(base, batch_size=int(batch_size), drop_last=drop_last)
-        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
+        from .augment import BatchLoader
+
+        return BatchLoader(self.x, self.y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                           augment=augment, device=device, channels_last=channels_last)
 
 
 def to_geometry(x: Tensor, image_shape: Sequence[int]) -> Tensor:

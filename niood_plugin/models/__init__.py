@@ -2,6 +2,7 @@
 
 >>> clf = build_classifier("report28", num_outputs=11, in_channels=1)   # K+1 = 11 logits
 >>> gen = build_generator("report28", num_classes=11, nz=100, out_channels=1)
+>>> clf = build_classifier("resnet18-cifar", num_outputs=11, in_channels=3, width=16)  # 32x32
 >>> clf = build_classifier("resnet18", num_outputs=11, in_channels=3)   # any timm name
 """
 from __future__ import annotations
@@ -18,11 +19,14 @@ from .restrict import DropOutput, last_linear
 from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
                      Report32Generator)
 from .timm_adapter import TimmClassifier
+from .cifar_resnet import cifar_resnet, resnet10_cifar, resnet18_cifar
 
 CLASSIFIERS: Registry[Callable[..., nn.Module]] = Registry("classifier")
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator")
 CLASSIFIERS.register("report28", Report28Classifier)
 CLASSIFIERS.register("report32", Report32Classifier)
+CLASSIFIERS.register("resnet10-cifar", resnet10_cifar)
+CLASSIFIERS.register("resnet18-cifar", resnet18_cifar)
 GENERATORS.register("report28", Report28Generator)
 GENERATORS.register("report32", Report32Generator)
 
@@ -90,6 +94,6 @@ def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
 __all__ = [
     "CLASSIFIERS", "CONDITIONINGS", "DropOutput", "GENERATORS", "FeatureClassifier", "last_linear", "Report28Classifier", "Report28Generator",
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
-    "build_generator", "check_feature_classifier", "generator_for_shape", "list_classifiers",
+    "build_generator", "check_feature_classifier", "cifar_resnet", "resnet10_cifar", "resnet18_cifar", "generator_for_shape", "list_classifiers",
     "list_generators", "register_classifier", "register_generator", "as_channels_last", "to_channels_last",
 ]

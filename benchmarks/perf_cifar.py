@@ -1,0 +1,103 @@
+"""Cost of each phase on CIFAR-10 geometry (3x32x32), in images/s, and the report's own CIFAR-10
+schedule extrapolated from measured steps (issue 20); benchmarks/perf.py does the same for MNIST.
+
+    python benchmarks/perf_cifar.py        # CPU; writes benchmarks/results/perf-cifar10.{json,md}
+
+For each backbone (the harness's CIFAR default ``resnet18-cifar`` at width 16, and the report's
+``report32`` at width 64): a plain epoch (images/s of the ``standard`` loop with crop+flip
+augmentation), an inversion step (generated samples/s through the frozen classifier and the
+generator's backward pass) and a retraining epoch of :class:`InversionTrainer` (ID + garbage
+images/s).  Synthetic pixels: throughput does not depend on them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from niood_plugin import InversionTrainer
+from niood_plugin.bench.provenance import environment, git_state
+from niood_plugin.config import InversionConfig
+from niood_plugin.data import CropFlip, TensorData
+from niood_plugin.files import atomic_write_text
+from niood_plugin.models import build_classifier, to_channels_last
+from niood_plugin.training import train_plain
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perf import report_schedule  # noqa: E402  (benchmarks/perf.py: the same measurement for MNIST)
+
+SHAPE, K = (3, 32, 32), 10
+BACKBONES = {"resnet18-cifar (width 16)": ("resnet18-cifar", {"width": 16}),
+             "report32 (ncf 64)": ("report32", {"ncf": 64})}
+
+
+def fake_data(n: int, seed: int = 0) -> TensorData:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, *SHAPE), generator=g, dtype=torch.uint8).float().div_(127.5).sub_(1.0)
+    return TensorData(x, torch.randint(0, K, (n,), generator=g), "fake")
+
+
+def phases(name: str, kwargs: dict, device, n_train: int) -> dict:
+    """Plain epoch, then one inversion epoch of the ``cifar`` preset (no negatives), on ``n_train`` images."""
+    data = fake_data(n_train)
+    cfg = InversionConfig.from_preset("cifar")
+    loader = data.loader(batch_size=cfg.batch_size, shuffle=True, augment=CropFlip(), device=device)
+    torch.manual_seed(0)
+    plain = to_channels_last(build_classifier(name, K, 3, **kwargs)).to(device)
+    plain_s = train_plain(plain, loader, 1, cfg.classifier_lr, device, channels_last=True)[0]["time_s"]
+    clf = build_classifier(name, K + 1, 3, **kwargs)
+    trainer = InversionTrainer(clf, K, SHAPE, preset="cifar", epochs=1, negatives=None, device=device,
+                               progress=False)
+    e = trainer.fit(loader)[1]
+    samples = cfg.inversion_steps * cfg.samples_per_step
+    return {"n_train": n_train, "plain_epoch_s": plain_s, "plain_images_per_s": n_train / plain_s,
+            "inversion_s": e["inversion_time_s"], "inversion_samples_per_s": samples / e["inversion_time_s"],
+            "retrain_s": e["retrain_time_s"], "retrain_images_per_s": (n_train + e["garbage_size"]) / e["retrain_time_s"],
+            "epoch_ratio": e["time_s"] / plain_s}
+
+
+def render(r: dict) -> str:
+    env = r["environment"]
+    lines = [f"# perf, CIFAR-10 geometry: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch "
+             f"threads), device {env['device']} {env['gpu'] or ''}", "",
+             f"command: `{r['command']}`; wall {r['wall_s']:.0f} s; torch {env['torch']}; code "
+             f"{r['code'].get('commit', '?')[:7]} (dirty: {r['code'].get('dirty')})", "",
+             "| backbone | plain epoch img/s | inversion samples/s | retraining img/s | inversion epoch / plain epoch |",
+             "|---|---|---|---|---|"]
+    for name, p in r["backbones"].items():
+        lines.append(f"| {name} | {p['plain_images_per_s']:.0f} | {p['inversion_samples_per_s']:.0f} | "
+                     f"{p['retrain_images_per_s']:.0f} | {p['epoch_ratio']:.2f} |")
+    rep = r["report_cifar10_schedule"]
+    lines += ["", f"Phases measured on {next(iter(r['backbones'].values()))['n_train']} synthetic images, preset "
+              "`cifar` (100 inversion steps x 220 samples, 2,200 garbage images per epoch), no negatives.", "",
+              f"The report's CIFAR-10 schedule here (report32, ncf = ngf = 64, 100 steps x 11,000 samples, batch 32): "
+              f"one inversion step {rep['inversion_step_s']:.1f} s, classifier {rep['classifier_images_per_s']:.0f} "
+              f"img/s, first epoch {rep['first_epoch_s'] / 60:.0f} min, {rep['epochs']} epochs about "
+              f"{rep['total_h']:.1f} h (extrapolated from measured steps)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="benchmarks/results/perf-cifar10")
+    ap.add_argument("--n-train", type=int, default=10_000, help="ID images per measured epoch")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    t0, code = time.perf_counter(), git_state()
+    result = {"backbones": {label: phases(name, kw, device, args.n_train) for label, (name, kw) in BACKBONES.items()},
+              "report_cifar10_schedule": report_schedule(device, "cifar10"), "environment": environment(device),
+              "command": "python " + " ".join(sys.argv), "code": code}
+    result["wall_s"] = time.perf_counter() - t0
+    out = Path(args.out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
+    atomic_write_text(out.with_suffix(".md"), render(result))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()

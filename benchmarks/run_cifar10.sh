@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The committed CIFAR-10 benchmark: benchmarks/results/cifar10/ (see benchmarks/configs/cifar10.toml).
+#   bash benchmarks/run_cifar10.sh                      # seed 0
+#   bash benchmarks/run_cifar10.sh --seed 1 --out benchmarks/results/cifar10-seed1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NIOOD_DATA="${NIOOD_DATA:-$HOME/.cache/niood/data}"
+bash benchmarks/get_data.sh >/dev/null
+niood-bench run --config benchmarks/configs/cifar10.toml --quiet "$@"
