@@ -22,14 +22,14 @@ CPU = torch.device("cpu")
 # ----------------------------------------------------------------------------- defaults by ID geometry
 
 def test_id_defaults():
-    assert id_defaults("cifar10") == {"preset": "cifar", "classifier": "resnet18-cifar", "augment": "crop-flip"}
+    assert id_defaults("cifar10") == {"preset": "cifar", "classifier": "resnet10-cifar", "augment": "crop-flip"}
     assert id_defaults("mnist") == {"preset": "fast", "classifier": "report28", "augment": "none"}
 
 
 def test_resolved_fills_only_what_is_missing():
     cfg = BenchConfig(id="cifar10")
     r = cfg.resolved()
-    assert (r.preset, r.classifier, r.width, r.augment) == ("cifar", "resnet18-cifar", 16, "crop-flip")
+    assert (r.preset, r.classifier, r.width, r.augment) == ("cifar", "resnet10-cifar", 16, "crop-flip")
     assert cfg.preset is None and cfg.width is None and cfg.classifier is None  # a copy
     explicit = BenchConfig(id="cifar10", preset="fast", classifier="resnet10-cifar", width=8, augment="none")
     r = explicit.resolved()

@@ -122,7 +122,7 @@ def id_defaults(dataset: str) -> dict[str, Any]:
 
     shape = get_spec(dataset).shape
     if shape is not None and shape[0] == 3 and shape[1:] == (32, 32):
-        return {"preset": "cifar", "classifier": "resnet18-cifar", "augment": "crop-flip"}
+        return {"preset": "cifar", "classifier": "resnet10-cifar", "augment": "crop-flip"}
     size = None if shape is None else shape[1:]
     return {"preset": "fast", "classifier": "report32" if size == (32, 32) else "report28", "augment": "none"}
 

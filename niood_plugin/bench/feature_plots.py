@@ -44,7 +44,7 @@ def feature_space(out: Path, tm, features: dict[str, torch.Tensor], id_name: str
     allf = np.concatenate(list(groups.values()))
     sizes = np.cumsum([0] + [len(g) for g in groups.values()])
     pca = PCA(n_components=2, random_state=seed).fit(groups[f"{id_name} (ID)"]).transform(allf)
-    tsne = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(allf)
+    tsne = TSNE(n_components=2, init="pca", perplexity=min(30.0, len(allf) - 1.0), random_state=seed).fit_transform(allf)
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, emb, title in ((axes[0], pca, "PCA (fitted on ID features)"), (axes[1], tsne, "t-SNE")):

@@ -127,7 +127,7 @@ class BatchLoader:
             raise TypeError(f"augment must be callable as augment(x, generator), got {type(augment).__name__}")
         self.device = torch.device(device)
         stored = x if x.dtype == torch.uint8 else _exact_u8(x)
-        self._x = (x if stored is None else stored).to(self.device)
+        self._x = (x.float() if stored is None else stored).to(self.device)
         self._y = y.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment, self.channels_last = augment, channels_last
