@@ -11,6 +11,10 @@ file; this script replaces what is between the two lines and leaves the rest alo
   method's best detector and its UE against the plain model's best post-hoc detector
   (average AUROC over the run's OOD sets), with the command, machine and commit of the runs;
 - ``DATASET:detail``: per-OOD-set AUROC of the seed-0 run, for the main detectors;
+- ``DATASET:methods``: one row per method of the seed-0 run (each at its default detector, or
+  the best post-hoc one on these sets for the others), with near-OOD AUROC, ID accuracy and time;
+- ``cifar10:report``: the report's published CIFAR-10 AUROC against our faithful run of its
+  settings (``benchmarks/results/cifar10-report``) and our main configuration, on shared sets;
 - ``default-run``: the default ``niood-bench run`` (``benchmarks/results/default-run``).
 
 A run is the directory ``benchmarks/results/DATASET`` (seed 0, the config's ``out``) or
@@ -30,7 +34,7 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FILES = [ROOT / "README.md", ROOT / "docs" / "results.md"]
-DATASETS = ("mnist", "fashionmnist")
+DATASETS = ("mnist", "fashionmnist", "cifar10")
 OURS, PLAIN = "inversion", "standard"
 DEFAULT = "garbage"  # UEDetector's default for a garbage-class model (research/results/README.md)
 DETAIL_DETECTORS = ("ue", "ue-id", "garbage", "msp", "energy", "mahalanobis", "knn", "vim", "bal")
@@ -116,9 +120,12 @@ def headline(dataset: str) -> str:
     runs = runs_of(dataset)
     if not runs:
         return f"_No committed runs of {dataset} under benchmarks/results/._\n"
+    near = dataset == "cifar10"  # near-OOD column: Tiny ImageNet against CIFAR-10
     head = (f"| seed | ours: `{DEFAULT}` (the default detector), avg AUROC (lowest set) | ours: `ue` avg AUROC | "
-            "plain model: best post-hoc, avg AUROC | ours better by | ID acc ours / plain | wall min | commit |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+            "plain model: best post-hoc, avg AUROC | ours better by | "
+            + (f"{NEAR}: ours / plain's best post-hoc | " if near else "")
+            + "ID acc ours / plain | wall min | commit |\n|---|---|---|---|---|" + ("---|" if near else "")
+            + "---|---|---|\n")
     rows, ours_best, plain_best, ues = [], [], [], []
     for seed, d, res in runs:
         o, p = avg_auroc(res, OURS), avg_auroc(res, PLAIN)
@@ -129,12 +136,17 @@ def headline(dataset: str) -> str:
         acc_o = res["methods"][OURS]["id_accuracy"]
         acc_p = res["methods"][PLAIN]["id_accuracy"]
         wall = res.get("timings", {}).get("total_s", float("nan")) / 60
+        near_cell = ""
+        if near:
+            plain_near = {det: per_set(res, PLAIN, det).get(NEAR, float("nan")) for det in p}
+            pn = max(plain_near, key=plain_near.get)
+            near_cell = f"{f4(per_set(res, OURS, DEFAULT).get(NEAR, float('nan')))} / {pn} {f4(plain_near[pn])} | "
         rows.append(f"| {seed} | {od} {f4(oa)} ({f4(omin)}) | {f4(ue)} | {pd} {f4(pa)} | {oa - pa:+.4f} | "
-                    f"{f4(acc_o)} / {f4(acc_p)} | {wall:.1f} | `{commit_of(d, res)}` |")
+                    f"{near_cell}{f4(acc_o)} / {f4(acc_p)} | {wall:.1f} | `{commit_of(d, res)}` |")
     if len(runs) > 1:
         rows.append(f"| mean of {len(runs)} | {f4(statistics.fmean(ours_best))} | {f4(statistics.fmean(ues))} | "
                     f"{f4(statistics.fmean(plain_best))} | "
-                    f"{statistics.fmean(ours_best) - statistics.fmean(plain_best):+.4f} | | | |")
+                    f"{statistics.fmean(ours_best) - statistics.fmean(plain_best):+.4f} | {'| ' if near else ''}| | |")
     seed0 = runs[0][2]
     ood = ", ".join(seed0["config"]["ood"])
     cmds = "; ".join(f"`{r['command']}`" for _, _, r in runs)
@@ -196,14 +208,69 @@ def default_run() -> str:
             f"{wall:.1f} min on {machine(res)}, commit `{commit_of(d, res)}`.\n")
 
 
+NEAR = "tinyimagenet"
+#: Report section 10.3, CIFAR-10 in-distribution, UE with the garbage class excluded (AUROC).
+REPORT_CIFAR10 = {"mnist": 0.5925, "fashionmnist": 0.6893, "svhn": 0.7221, "cifar100": 0.7451, "tinyimagenet": 0.7488}
+
+
+def per_set(res: dict[str, Any], method: str, det: str) -> dict[str, float]:
+    return {r["ood"]: r["auroc"] for r in res["results"] if r["method"] == method and r["detector"] == det}
+
+
+def methods_table(dataset: str) -> str:
+    runs = runs_of(dataset)
+    if not runs:
+        return f"_No committed runs of {dataset}._\n"
+    seed, d, res = runs[0]
+    head = (f"| method | detector | avg AUROC | AUROC {NEAR} (near) | lowest set | ID acc | train min |\n"
+            "|---|---|---|---|---|---|---|\n")
+    body = []
+    for m, info in res["methods"].items():
+        scores = avg_auroc(res, m)
+        own = {OURS: DEFAULT, "bal": "bal"}.get(m)  # a method's own detector, else its best post-hoc one
+        det = own if own in scores else best(scores)[0]
+        per = per_set(res, m, det)
+        how = "default" if m == OURS else "its own" if own in scores else "best post-hoc on these sets"
+        body.append(f"| {m} | {det} ({how}) | {f4(scores[det][0])} | {f4(per[NEAR]) if NEAR in per else ''} | "
+                    f"{f4(scores[det][1])} | {f4(info['id_accuracy'])} | {info['train_time_s'] / 60:.1f} |")
+    wall = res["timings"]["total_s"] / 60
+    return (head + "\n".join(body) + f"\n\nSeed {seed}, `{res['command']}`, {settings(res)}; {wall:.0f} min wall "
+            f"for all methods, detectors and plots on {machine(res)}, commit `{commit_of(d, res)}`. FIG and BAL "
+            "times include the `standard` model they start from.\n")
+
+
+def report_table() -> str:
+    main, faithful = runs_of("cifar10"), RESULTS / "cifar10-report"
+    if not main or not (faithful / "results.json").is_file():
+        return "_No committed CIFAR-10 runs (main and report settings)._\n"
+    res_f, res_m = load(faithful), main[0][2]
+    shared = [o for o in res_m["config"]["ood"] if o in REPORT_CIFAR10]
+    rows = [("the report, published (section 10.3)", "UE, garbage excluded", REPORT_CIFAR10)]
+    rows.append(("ours, the report's settings scaled to the CPU", "ue-id", per_set(res_f, OURS, "ue-id")))
+    rows.append(("ours, the report's settings scaled to the CPU", DEFAULT, per_set(res_f, OURS, DEFAULT)))
+    rows.append(("ours, main configuration (seed 0)", DEFAULT, per_set(res_m, OURS, DEFAULT)))
+    head = ("| run | detector | " + " | ".join(f"AUROC {o}" for o in shared) + " | avg over these |\n|---|---|"
+            + "---|" * (len(shared) + 1) + "\n")
+    body = [f"| {name} | {det} | " + " | ".join(f4(v[o]) for o in shared) + f" | {f4(statistics.fmean(v[o] for o in shared))} |"
+            for name, det, v in rows]
+    acc = res_f["methods"][OURS]["id_accuracy"]
+    return (head + "\n".join(body) + f"\n\nShared sets only (SVHN and CIFAR-100 are not available offline). Report-"
+            f"settings run: `{res_f['command']}`, {settings(res_f)}, ID accuracy {f4(acc)}, "
+            f"{res_f['timings']['total_s'] / 60:.0f} min, commit `{commit_of(faithful, res_f)}`.\n")
+
+
 def render(name: str) -> Optional[str]:
     if name == "default-run":
         return default_run()
+    if name == "cifar10:report":
+        return report_table()
     ds, _, kind = name.partition(":")
     if ds in DATASETS and kind == "":
         return headline(ds)
     if ds in DATASETS and kind == "detail":
         return detail(ds)
+    if ds in DATASETS and kind == "methods":
+        return methods_table(ds)
     return None
 
 
@@ -221,7 +288,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("files", nargs="*", type=Path, help=f"Markdown files (default: {', '.join(map(str, FILES))})")
     a = p.parse_args(argv)
     if a.print:
-        for name in [*DATASETS, *(f"{d}:detail" for d in DATASETS), "default-run"]:
+        for name in [*DATASETS, *(f"{d}:detail" for d in DATASETS), "cifar10:methods", "cifar10:report",
+                     "default-run"]:
             print(f"## {name}\n\n{render(name)}")
         return 0
     stale = []

@@ -206,7 +206,7 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--method", "methods", multiple=True, help="Method(s): inversion, standard, fig, bal.")
 @click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
 @click.option("--epochs", type=int, help="Training epochs (default: the preset's).")
-@click.option("--preset", help="Hyperparameter preset: fast (default), report, smoke, ...")
+@click.option("--preset", help="Hyperparameter preset (default: fast for 28x28 sets, cifar for 32x32 RGB), report, smoke, ...")
 @click.option("--data-root", envvar="NIOOD_DATA",
               help="Where datasets are looked for [env NIOOD_DATA; default ~/.cache/niood/data].")
 @click.option("--out", help="Output directory (default runs/<id>); holds this run's results only.")
@@ -305,10 +305,11 @@ def _check_data_root(data_root: Optional[str]) -> None:
 @click.option("--data-root", envvar="NIOOD_DATA")
 @_handle_errors
 def list_(data_root) -> None:
-    """Datasets (and which are present), detectors, methods and presets."""
+    """Datasets (and which are present), detectors, methods, classifiers, augmentations and presets."""
     from .bench.config import ALL_DETECTORS
     from .bench.methods import METHODS, list_methods
-    from .data import dataset_status, list_datasets
+    from .data import dataset_status, list_augmentations, list_datasets
+    from .models import list_classifiers
     from .presets import list_presets
 
     _check_data_root(data_root)
@@ -320,6 +321,8 @@ def list_(data_root) -> None:
     click.echo("methods:")
     for name in list_methods():
         click.echo(f"  {name:<10} {METHODS.get(name).description}")
+    click.echo("classifiers: " + ", ".join(list_classifiers()) + " (and any timm model name)")
+    click.echo("augmentations: " + ", ".join(list_augmentations()))
     click.echo("presets: " + ", ".join(list_presets()))
 
 

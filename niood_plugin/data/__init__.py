@@ -23,7 +23,13 @@ download (online users):
 * ``cifar10``, ``cifar100``, ``svhn``: torchvision's ``CIFAR10`` / ``CIFAR100`` / ``SVHN`` files
   under the root (``svhn`` under ``<root>/svhn``), downloaded by torchvision when online;
   ``cifar10`` falls back to the ``cifar10-jpeg`` copy (with a warning that it is lossy).
+* ``textures`` (DTD, test split of partition 1) and ``places365`` (validation images, a fixed
+  subset of 10,000), unlabeled, online only: torchvision's ``DTD`` / ``Places365`` files under
+  ``<root>/dtd`` resp. ``<root>/places365``, decoded once to 64x64 and cached.
 * ``gaussian``, ``uniform``, ``synthetic``: generated, always present.
+
+Training batches come from :class:`BatchLoader` (``TensorData.loader``): uint8 images in
+memory, on the device, augmented per batch (:class:`CropFlip`: random crop and flip per image).
 
 Archives are unpacked once with torchvision's ``extract_archive`` after a check of their
 members (no absolute paths, no ``..``).  A data root that is read-only (no write permission bit,
