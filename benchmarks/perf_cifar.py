@@ -3,7 +3,7 @@ schedule extrapolated from measured steps (issue 20); benchmarks/perf.py does th
 
     python benchmarks/perf_cifar.py        # CPU; writes benchmarks/results/perf-cifar10.{json,md}
 
-For each backbone (the harness's CIFAR default ``resnet10-cifar`` at width 16, ``resnet18-cifar``, and the report's
+For each backbone (the harness's CIFAR default ``resnet10-cifar`` at width 16, and the report's
 ``report32`` at width 64): a plain epoch (images/s of the ``standard`` loop with crop+flip
 augmentation), an inversion step (generated samples/s through the frozen classifier and the
 generator's backward pass) and a retraining epoch of :class:`InversionTrainer` (ID + garbage
@@ -32,7 +32,6 @@ from perf import report_schedule  # noqa: E402  (benchmarks/perf.py: the same me
 
 SHAPE, K = (3, 32, 32), 10
 BACKBONES = {"resnet10-cifar (width 16)": ("resnet10-cifar", {"width": 16}),
-             "resnet18-cifar (width 16)": ("resnet18-cifar", {"width": 16}),
              "report32 (ncf 64)": ("report32", {"ncf": 64})}
 
 
