@@ -30,7 +30,8 @@ from ..pool import quantize
 from ..registry import Registry
 from ..trainer import InversionTrainer
 from ..training import train_plain
-from .config import DEFAULT_WIDTH, WIDTH_ARGUMENT, BenchConfig
+from .config import BenchConfig
+from .defaults import DEFAULT_WIDTH, WIDTH_ARGUMENT
 from .probe import probe_seconds
 
 log = logging.getLogger(__name__)

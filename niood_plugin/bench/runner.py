@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data import TensorData, dataset_status, list_datasets, load_dataset, subset_indices
+from ..data import TensorData, dataset_status, get_spec, list_datasets, load_dataset, subset_indices
 from ..errors import ConfigError, DatasetNotFoundError
 from . import plots
 from .feature_plots import feature_space
@@ -79,8 +79,6 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
     for name in [cfg.id, *cfg.ood, *cfg.ood_optional]:
         if name not in datasets:
             raise ConfigError(f"unknown dataset {name!r}; choose from {datasets}")
-    from ..data import get_spec
-
     if get_spec(cfg.id).num_classes is None:
         raise ConfigError(f"{cfg.id!r} has no class labels and cannot be the in-distribution set")
     if cfg.id in cfg.ood or cfg.id in cfg.ood_optional:
@@ -396,8 +394,9 @@ def _notes(cfg: BenchConfig, data: BenchData) -> list[str]:
     if data.skipped:
         notes.append(f"optional OOD sets skipped, not available under the data root: {', '.join(data.skipped)} "
                      "(online, torchvision downloads them)")
-    if "cifar10-jpeg" in cfg.ood or cfg.id == "cifar10-jpeg":
-        notes.append("cifar10-jpeg is a lossy JPEG copy of CIFAR-10 (about quality 75): pixels are not bit-exact")
+    lossy = [n for n in [cfg.id, *data.oods] if not get_spec(n).generated and dataset_status(n, cfg.data_root)["lossy"]]
+    if lossy:
+        notes.append(f"read from lossy JPEG copies (pixels are not bit-exact): {', '.join(lossy)}")
     converted = [n for n, d in data.oods.items() if n not in ("gaussian", "uniform")]
     if converted:
         c, h, w = data.image_shape

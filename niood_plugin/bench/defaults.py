@@ -1,0 +1,26 @@
+"""Benchmark settings whose default depends on the in-distribution set (``BenchConfig.resolved``)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+__all__ = ["DEFAULT_WIDTH", "WIDTH_ARGUMENT", "id_defaults"]
+
+#: Base width of each classifier when ``width`` is not given (None: the model has no width argument).
+DEFAULT_WIDTH: dict[Optional[str], Optional[int]] = {"report28": 32, "report32": 32, "resnet10-cifar": 16,
+                                                     "resnet18-cifar": 16}
+#: Keyword argument that takes the base width, by classifier.
+WIDTH_ARGUMENT = {"report28": "ncf", "report32": "ncf", "resnet10-cifar": "width", "resnet18-cifar": "width"}
+
+
+def id_defaults(dataset: str) -> dict[str, Any]:
+    """What ``niood-bench run --id DATASET`` uses when the preset, classifier or augmentation is
+    not given: 32x32 RGB sets (CIFAR-10, SVHN, ...) get the CIFAR recipe (preset ``cifar``, a
+    CIFAR ResNet-10 at width 16, random crop and flip); other sets the quick recipe (preset
+    ``fast``, the report's classifier for their size, no augmentation)."""
+    from ..data import get_spec
+
+    shape = get_spec(dataset).shape
+    if shape is not None and shape[0] == 3 and shape[1:] == (32, 32):
+        return {"preset": "cifar", "classifier": "resnet10-cifar", "augment": "crop-flip"}
+    size = None if shape is None else shape[1:]
+    return {"preset": "fast", "classifier": "report32" if size == (32, 32) else "report28", "augment": "none"}
