@@ -250,12 +250,17 @@ def main() -> None:
     print(render(result))
 
 
+def header(r: dict, title: str = "perf") -> list[str]:
+    """The first lines of a perf report: machine, command, wall time, code."""
+    env, code = r["environment"], r.get("code") or {}
+    return [f"# {title}: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch threads), "
+            f"device {env['device']} {env['gpu'] or ''}", "",
+            f"command: `{r['command']}`; wall {r['wall_s']:.0f} s; torch {env['torch']}; code "
+            f"{code.get('commit', '?')[:7]} (dirty: {code.get('dirty')})", ""]
+
+
 def render(r: dict) -> str:
-    env = r["environment"]
-    lines = [f"# perf: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch threads), "
-             f"device {env['device']} {env['gpu'] or ''}", "",
-             f"command: `{r['command']}`; wall {r['wall_s']:.0f} s; torch {env['torch']}; code "
-             f"{(r.get('code') or {}).get('commit', '?')[:7]} (dirty: {(r.get('code') or {}).get('dirty')})", "",
+    lines = header(r) + [
              "| ratio | value | target |", "|---|---|---|",
              f"| ue_vs_msp_throughput | {r['ue_vs_msp_throughput']:.3f} | >= 0.95 |",
              f"| generator_vs_langevin_samples_per_s | {r['generator_vs_langevin_samples_per_s']:.1f} | >= 20 |",

@@ -28,7 +28,7 @@ from niood_plugin.models import build_classifier, to_channels_last
 from niood_plugin.training import train_plain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perf import report_schedule  # noqa: E402  (benchmarks/perf.py: the same measurement for MNIST)
+from perf import header, report_schedule  # noqa: E402  (benchmarks/perf.py: the same measurement for MNIST)
 
 SHAPE, K = (3, 32, 32), 10
 BACKBONES = {"resnet10-cifar (width 16)": ("resnet10-cifar", {"width": 16}),
@@ -61,11 +61,7 @@ def phases(name: str, kwargs: dict, device, n_train: int) -> dict:
 
 
 def render(r: dict) -> str:
-    env = r["environment"]
-    lines = [f"# perf, CIFAR-10 geometry: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch "
-             f"threads), device {env['device']} {env['gpu'] or ''}", "",
-             f"command: `{r['command']}`; wall {r['wall_s']:.0f} s; torch {env['torch']}; code "
-             f"{r['code'].get('commit', '?')[:7]} (dirty: {r['code'].get('dirty')})", "",
+    lines = header(r, "perf, CIFAR-10 geometry") + [
              "| backbone | plain epoch img/s | inversion samples/s | retraining img/s | inversion epoch / plain epoch |",
              "|---|---|---|---|---|"]
     for name, p in r["backbones"].items():
