@@ -11,8 +11,9 @@ file; this script replaces what is between the two lines and leaves the rest alo
   method's best detector and its UE against the plain model's best post-hoc detector
   (average AUROC over the run's OOD sets), with the command, machine and commit of the runs;
 - ``DATASET:detail``: per-OOD-set AUROC of the seed-0 run, for the main detectors;
-- ``DATASET:methods``: one row per method of the seed-0 run (each at its default detector, or
-  the best post-hoc one on these sets for the others), with near-OOD AUROC, ID accuracy and time;
+- ``DATASET:methods``: one row per method of the seed-0 run: its own detector (ours the default,
+  a peer its paper's score) and its best post-hoc detector on these sets, with near-OOD AUROC,
+  ID accuracy and time;
 - ``cifar10:report``: the report's published CIFAR-10 AUROC against our faithful run of its
   settings (``benchmarks/results/cifar10-report``) and our main configuration, on shared sets;
 - ``default-run``: the default ``niood-bench run`` (``benchmarks/results/default-run``).
@@ -40,7 +41,11 @@ DEFAULT = "garbage"  # UEDetector's default for a garbage-class model (research/
 DETAIL_DETECTORS = ("ue", "ue-id", "garbage", "msp", "energy", "mahalanobis", "knn", "vim", "bal")
 # per method, the detectors of the detail table (the peers' other rows repeat the plain model's)
 DETAIL_BY_METHOD = {OURS: DETAIL_DETECTORS, PLAIN: ("msp", "energy", "mahalanobis", "knn", "vim"),
-                    "fig": ("msp", "mahalanobis"), "bal": ("bal", "mahalanobis")}
+                    "fig": ("msp", "mahalanobis"), "bal": ("bal", "mahalanobis"),
+                    "logitnorm": ("msp", "energy", "mahalanobis", "knn", "vim"),
+                    "vos": ("msp", "energy", "mahalanobis", "knn", "vim")}
+#: each method's own detector: ours the default chosen on validation data, a peer its paper's score
+OWN_DETECTOR = {OURS: DEFAULT, PLAIN: "msp", "fig": "msp", "bal": "bal", "logitnorm": "msp", "vos": "energy"}
 MARKER = re.compile(r"(<!-- results:(?P<name>[\w:-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 
@@ -222,21 +227,28 @@ def methods_table(dataset: str) -> str:
     if not runs:
         return f"_No committed runs of {dataset}._\n"
     seed, d, res = runs[0]
-    head = (f"| method | detector | avg AUROC | AUROC {NEAR} (near) | lowest set | ID acc | train min |\n"
-            "|---|---|---|---|---|---|---|\n")
+    near = " (near)" if dataset == "cifar10" else ""
+    head = (f"| method | own detector: avg AUROC | AUROC {NEAR}{near} | lowest set | best post-hoc on these sets: "
+            "avg AUROC | ID acc | train min |\n|---|---|---|---|---|---|---|\n")
     body = []
     for m, info in res["methods"].items():
         scores = avg_auroc(res, m)
-        own = {OURS: DEFAULT, "bal": "bal"}.get(m)  # a method's own detector, else its best post-hoc one
-        det = own if own in scores else best(scores)[0]
-        per = per_set(res, m, det)
-        how = "default" if m == OURS else "its own" if own in scores else "best post-hoc on these sets"
-        body.append(f"| {m} | {det} ({how}) | {f4(scores[det][0])} | {f4(per[NEAR]) if NEAR in per else ''} | "
-                    f"{f4(scores[det][1])} | {f4(info['id_accuracy'])} | {info['train_time_s'] / 60:.1f} |")
+        own = OWN_DETECTOR.get(m)
+        own = own if own in scores else best(scores)[0]
+        per = per_set(res, m, own)
+        bd, ba, _ = best({k: v for k, v in scores.items() if k not in ("ue", "ue-id", "garbage", "bal")})
+        body.append(f"| {m} | {own} {f4(scores[own][0])} | {f4(per[NEAR]) if NEAR in per else ''} | "
+                    f"{f4(scores[own][1])} | {bd} {f4(ba)} | {f4(info['id_accuracy'])} | "
+                    f"{info['train_time_s'] / 60:.1f} |")
     wall = res["timings"]["total_s"] / 60
+    cached = [m for m, info in res["methods"].items() if info.get("cached")]
+    note = (f" Models of {', '.join(cached)} came from the model cache of an earlier run of the same settings "
+            "(their train times are that run's; the wall time does not include them)." if cached else "")
     return (head + "\n".join(body) + f"\n\nSeed {seed}, `{res['command']}`, {settings(res)}; {wall:.0f} min wall "
-            f"for all methods, detectors and plots on {machine(res)}, commit `{commit_of(d, res)}`. FIG and BAL "
-            "times include the `standard` model they start from.\n")
+            f"for all methods, detectors and plots on {machine(res)}, commit `{commit_of(d, res)}`.{note} Own "
+            "detector: ours `garbage` (chosen on validation data), the plain model and FIG and LogitNorm `msp`, "
+            "BAL its `bal` score, VOS `energy` (each paper's). FIG and BAL times include the `standard` model "
+            "they start from.\n")
 
 
 def report_table() -> str:
@@ -288,7 +300,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("files", nargs="*", type=Path, help=f"Markdown files (default: {', '.join(map(str, FILES))})")
     a = p.parse_args(argv)
     if a.print:
-        for name in [*DATASETS, *(f"{d}:detail" for d in DATASETS), "cifar10:methods", "cifar10:report",
+        for name in [*DATASETS, *(f"{d}:detail" for d in DATASETS), *(f"{d}:methods" for d in DATASETS), "cifar10:report",
                      "default-run"]:
             print(f"## {name}\n\n{render(name)}")
         return 0

@@ -203,7 +203,7 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--config", "config_file", help="TOML or YAML file of settings.")
 @click.option("--id", "id_", help="In-distribution dataset (default mnist).")
 @click.option("--ood", multiple=True, help="OOD dataset(s); repeat or comma-separate.")
-@click.option("--method", "methods", multiple=True, help="Method(s): inversion, standard, fig, bal.")
+@click.option("--method", "methods", multiple=True, help="Method(s): inversion, standard, fig, bal, logitnorm, vos.")
 @click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
 @click.option("--epochs", type=int, help="Training epochs (default: the preset's).")
 @click.option("--preset", help="Hyperparameter preset (default: fast for 28x28 sets, cifar for 32x32 RGB), report, smoke, ...")

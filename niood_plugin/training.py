@@ -18,7 +18,7 @@ from .models.layout import as_channels_last
 
 log = logging.getLogger(__name__)
 
-__all__ = ["lr_scheduler", "train_plain", "accuracy", "id_logits", "class_weights", "progress", "check_loader",
+__all__ = ["lr_scheduler", "train_plain", "cross_entropy_objective", "Objective", "accuracy", "id_logits", "class_weights", "progress", "check_loader",
            "check_labels", "check_image_shape"]
 
 
@@ -78,13 +78,27 @@ def accuracy(model: nn.Module, loader: Iterable, device: torch.device | str,
     return correct / max(seen, 1)
 
 
+#: ``objective(model, x, y, epoch) -> (loss, logits)``: the training loss of one batch.
+Objective = Callable[[nn.Module, Tensor, Tensor, int], tuple[Tensor, Tensor]]
+
+
+def cross_entropy_objective(model: nn.Module, x: Tensor, y: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
+    """The plain objective: cross-entropy of ``model(x)``."""
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
 def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, device: torch.device | str,
                 progress_bar: bool = False, val_loader: Optional[Iterable] = None, lr_schedule: str = "constant",
                 channels_last: bool = False, name: str = "standard",
-                on_epoch_end: Optional[Callable[[nn.Module, dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
-    """Plain cross-entropy training with Adam and the per-epoch schedule of :func:`lr_scheduler`;
-    ``on_epoch_end(model, entry)`` is called after each epoch with its history entry."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+                on_epoch_end: Optional[Callable[[nn.Module, dict[str, Any]], None]] = None,
+                objective: Objective = cross_entropy_objective,
+                extra_params: Iterable[nn.Parameter] = ()) -> list[dict[str, Any]]:
+    """Training with Adam and the per-epoch schedule of :func:`lr_scheduler`: plain cross-entropy,
+    or any ``objective(model, x, y, epoch) -> (loss, logits)`` (e.g. LogitNorm, VOS), whose own
+    parameters (``extra_params``) are trained along; ``on_epoch_end(model, entry)`` is called
+    after each epoch with its history entry."""
+    opt = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr)
     sched = lr_scheduler(opt, lr_schedule, epochs)
     history = []
     for epoch in range(epochs):
@@ -96,8 +110,7 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
             x, y = x.to(device), y.to(device)
             if channels_last:
                 x = as_channels_last(x)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss, logits = objective(model, x, y, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

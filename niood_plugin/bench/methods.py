@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import time
@@ -125,18 +126,46 @@ def _val_loader(ctx: MethodContext):
     return None if ctx.val is None else ctx.val.loader(batch_size=ctx.cfg.batch_size)
 
 
-def _train_standard(ctx: MethodContext) -> TrainedModel:
-    """Same architecture with K outputs, plain CE, as many ID passes as ``inversion`` makes."""
+def _plain_epochs(ctx: MethodContext) -> int:
+    cfg = ctx.inversion_config()
+    return cfg.epochs + cfg.pretrain_epochs
+
+
+def _train_like_standard(ctx: MethodContext, name: str, objective=None) -> TrainedModel:
+    """K outputs, as many ID passes as ``inversion`` makes, the same optimiser and schedule as
+    ``standard``; ``objective`` (None: cross-entropy) is the only difference between methods."""
     cfg = ctx.inversion_config()
     model = ctx.new_classifier(ctx.num_classes).to(ctx.device)
-    epochs = cfg.epochs + cfg.pretrain_epochs
+    epochs = _plain_epochs(ctx)
+    extra = {}
+    if objective is not None:
+        objective = objective(model, epochs)
+        extra = {"objective": objective, "extra_params": getattr(objective, "trainable", list)()}
     torch.manual_seed(ctx.cfg.seed)  # dropout masks: the same whatever ran before in this process
     t0 = time.perf_counter()
     probe = ctx.probes(None)
     history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
-                          _val_loader(ctx), cfg.lr_schedule, channels_last=True, on_epoch_end=probe[0] if probe else None)
+                          _val_loader(ctx), cfg.lr_schedule, channels_last=True, name=name,
+                          on_epoch_end=probe[0] if probe else None, **extra)
     elapsed = time.perf_counter() - t0 - probe_seconds(history)
-    return TrainedModel("standard", model, ctx.num_classes, None, elapsed, history)
+    return TrainedModel(name, model, ctx.num_classes, None, elapsed, history)
+
+
+def _train_standard(ctx: MethodContext) -> TrainedModel:
+    """Same architecture with K outputs, plain CE, as many ID passes as ``inversion`` makes."""
+    return _train_like_standard(ctx, "standard")
+
+
+def _logitnorm(model: nn.Module, epochs: int):
+    from ..peers import LogitNormObjective
+
+    return LogitNormObjective()
+
+
+def _vos(model: nn.Module, epochs: int):
+    from ..peers import VOSObjective
+
+    return VOSObjective(model, epochs)
 
 
 def _train_fig(ctx: MethodContext) -> TrainedModel:
@@ -216,6 +245,16 @@ register_method(Method(
     _train_fig, "FIG: 'standard' fine-tuned on Langevin samples of its implicit generator"))
 register_method(Method("bal", _bal_skeleton, _train_bal,
                        "BAL: conditional feature GAN on the frozen 'standard' model; adds the 'bal' detector"))
+register_method(Method(
+    "logitnorm",
+    lambda ctx: TrainedModel("logitnorm", ctx.new_classifier(ctx.num_classes), ctx.num_classes, None, 0.0),
+    lambda ctx: _train_like_standard(ctx, "logitnorm", _logitnorm),
+    "LogitNorm: 'standard' with pytorch-ood's LogitNorm loss (tau 0.04) instead of cross-entropy"))
+register_method(Method(
+    "vos",
+    lambda ctx: TrainedModel("vos", ctx.new_classifier(ctx.num_classes), ctx.num_classes, None, 0.0),
+    lambda ctx: _train_like_standard(ctx, "vos", _vos),
+    "VOS: 'standard' plus pytorch-ood's virtual-outlier energy regulariser (from 40% of the epochs)"))
 
 
 def list_methods() -> list[str]:
@@ -252,9 +291,31 @@ def cache_key(method: str, ctx: MethodContext) -> str:
         "negatives": None if negatives is None else negatives.to_dict(),
         "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
+    defaults = _peer_defaults(method)
+    if defaults:  # a peer's own hyperparameters: a changed default retrains it
+        payload["peer_defaults"] = defaults
     if ctx.augment_name() != "none":  # absent when off: keys of models trained before augmentation stay valid
         payload["augment"] = ctx.augment_name()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _peer_defaults(method: str) -> dict[str, Any]:
+    """The constructor defaults of the peer class behind ``method`` (they set how it trains)."""
+    from .. import peers
+
+    cls = {"fig": peers.FIGTrainer, "bal": peers.BALTrainer, "logitnorm": peers.LogitNormObjective,
+           "vos": peers.VOSObjective}.get(method)
+    if cls is None:
+        return {}
+    skip = {"classifier", "model", "device", "seed", "progress", "num_classes", "image_shape", "feature_dim",
+            "epochs"}
+    return {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()
+            if n not in skip and p.default is not inspect.Parameter.empty and _plain(p.default)}
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str)) or (
+        isinstance(value, (tuple, list)) and all(_plain(v) for v in value))
 
 
 def save_trained(tm: TrainedModel, path: Path, key: str) -> None:

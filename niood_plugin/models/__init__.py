@@ -15,7 +15,7 @@ from ..registry import Registry
 
 from .protocol import FeatureClassifier, check_feature_classifier
 from .layout import as_channels_last, to_channels_last
-from .restrict import DropOutput, last_linear
+from .restrict import DropOutput, head_linear, last_linear
 from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
                      Report32Generator)
 from .timm_adapter import TimmClassifier
@@ -92,7 +92,7 @@ def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
 
 
 __all__ = [
-    "CLASSIFIERS", "CONDITIONINGS", "DropOutput", "GENERATORS", "FeatureClassifier", "last_linear", "Report28Classifier", "Report28Generator",
+    "CLASSIFIERS", "CONDITIONINGS", "DropOutput", "GENERATORS", "FeatureClassifier", "head_linear", "last_linear", "Report28Classifier", "Report28Generator",
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
     "build_generator", "check_feature_classifier", "cifar_resnet", "resnet10_cifar", "resnet18_cifar", "generator_for_shape", "list_classifiers",
     "list_generators", "register_classifier", "register_generator", "as_channels_last", "to_channels_last",

@@ -40,10 +40,9 @@ class DropOutput(nn.Module):
         return w[keep], b[keep]
 
 
-def last_linear(model: nn.Module) -> tuple[Tensor, Tensor]:
-    """Weight and bias of ``model``'s final ``nn.Linear`` (its classifier head)."""
-    if isinstance(model, DropOutput):
-        return model.last_layer()
+def head_linear(model: nn.Module) -> nn.Linear:
+    """``model``'s final ``nn.Linear`` (its classifier head), the module itself (e.g. for VOS,
+    which scores virtual outlier features through it)."""
     head = getattr(model, "classifier", None)
     if not isinstance(head, nn.Linear) and hasattr(model, "model") and hasattr(model.model, "get_classifier"):
         head = model.model.get_classifier()
@@ -52,5 +51,13 @@ def last_linear(model: nn.Module) -> tuple[Tensor, Tensor]:
         if not linears:
             raise TypeError(f"{type(model).__name__} has no nn.Linear head")
         head = linears[-1]
+    return head
+
+
+def last_linear(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``model``'s final ``nn.Linear`` (its classifier head)."""
+    if isinstance(model, DropOutput):
+        return model.last_layer()
+    head = head_linear(model)
     bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
     return head.weight.detach(), bias.detach()
