@@ -59,7 +59,8 @@ class BenchConfig:
     negatives: Optional[dict[str, Any]] = field(
         default_factory=lambda: {"kinds": "warp", "per_image": 1.0, "last_epochs": 2})
     ue_variant: str = "combined"
-    fig_epochs: int = 1                     # FIG fine-tuning epochs on top of 'standard'
+    fig_epochs: Optional[int] = None        # FIG fine-tuning epochs on 'standard'; None: its stop rule
+    fig_max_epochs: int = 5                 # ... at most this many epochs under the stop rule
     bal_epochs: int = 5                     # BAL generator/discriminator epochs on 'standard' features
     data_root: Optional[str] = None
     out: str = "runs/mnist"
@@ -178,7 +179,7 @@ CONSTRAINTS: dict[str, list[Any]] = {
     "preset": [_Text(), None], "epochs": [_POS, None], "classifier": [_Text(), None], "width": [_POS, None],
     "augment": [_Text(), None],
     "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()],
-    "fig_epochs": [_POS], "bal_epochs": [_POS],
+    "fig_epochs": [_POS, None], "fig_max_epochs": [_POS], "bal_epochs": [_POS],
     "data_root": [_Text(path=True), None], "out": [_Text(path=True)], "cache_dir": [_Text(path=True), None],
     "device": [_Text()], "seed": [Interval(int, 0, 2**32 - 1)],
     "train_limit": [_POS, None], "test_limit": [_POS, None], "fit_limit": [_POS], "batch_size": [_POS],

@@ -175,10 +175,10 @@ def _train_fig(ctx: MethodContext) -> TrainedModel:
     base = ctx.get("standard")
     model = copy.deepcopy(base.model).to(ctx.device)
     trainer = FIGTrainer(model, ctx.num_classes, ctx.image_shape, device=ctx.device, seed=ctx.cfg.seed,
-                         progress=ctx.progress)
+                         progress=ctx.progress, max_epochs=ctx.cfg.fig_max_epochs)
     torch.manual_seed(ctx.cfg.seed)
     t0 = time.perf_counter()
-    history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.fig_epochs)
+    history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.fig_epochs)  # None: until its stop rule
     # Its cost includes training the standard model it starts from.
     elapsed = base.train_time_s + time.perf_counter() - t0
     return TrainedModel("fig", trainer.classifier.eval(), ctx.num_classes, None, elapsed, history)
@@ -289,7 +289,8 @@ def cache_key(method: str, ctx: MethodContext) -> str:
         "classifier": ctx.classifier_name(), "width": ctx.width(), "image_shape": list(ctx.image_shape),
         "config": ctx.inversion_config().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
         "negatives": None if negatives is None else negatives.to_dict(),
-        "peers": {"fig_epochs": cfg.fig_epochs, "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
+        "peers": {"fig_epochs": cfg.fig_epochs, "fig_max_epochs": cfg.fig_max_epochs,
+                  "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
     }
     defaults = _peer_defaults(method)
     if defaults:  # a peer's own hyperparameters: a changed default retrains it

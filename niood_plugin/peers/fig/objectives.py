@@ -33,6 +33,7 @@ def fig_loss(
     logits_gen: Optional[Tensor],
     *,
     entropy_weight: float = 1.0,
+    entropy_temperature: float = 1.0,
 ) -> Tensor:
     """FIG objective (eq. 19-20, as a loss to minimise).
 
@@ -46,6 +47,10 @@ def fig_loss(
     :param y_id: ``[N]`` labels
     :param logits_gen: ``[M, K]`` logits of the generated samples (``None`` or ``M = 0``: CE only)
     :param entropy_weight: :math:`w`
+    :param entropy_temperature: :math:`T`; the entropy term is :math:`H(\\mathrm{softmax}(f/T))`
+        (``1``: eq. 20 as printed).  Every :math:`T > 0` has the same maximiser (equal logits,
+        i.e. the uniform prediction), but for :math:`T > 1` the gradient does not vanish on
+        saturated predictions (see the package docstring)
     :return: scalar loss
     """
     if logits_id.dim() != 2:
@@ -57,4 +62,4 @@ def fig_loss(
         raise ValueError(
             f"logits_gen must be [M, {logits_id.shape[1]}], got shape {tuple(logits_gen.shape)}"
         )
-    return ce - entropy_weight * softmax_entropy(logits_gen).mean()
+    return ce - entropy_weight * softmax_entropy(logits_gen / entropy_temperature).mean()
