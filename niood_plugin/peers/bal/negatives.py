@@ -17,16 +17,19 @@ def uniform_ood_features(
     labels: Tensor,
     num_classes: int,
     generator: Optional[torch.Generator] = None,
+    margin: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Trivial OOD pairs (eq. 4-5): features uniform in the batch's bounding box, random labels.
 
     The box is :math:`[a, b]` with :math:`a_j = \\min_i f_i^{(j)}` and
-    :math:`b_j = \\max_i f_i^{(j)}` over the batch.
+    :math:`b_j = \\max_i f_i^{(j)}` over the batch, widened by ``margin`` times its width
+    :math:`b_j - a_j` on each side (``margin=0``: the box of eq. 4-5).
 
     :param features: ``[B, D]`` ID features of one batch
     :param labels: ``[B]`` their labels (only checked; the OOD labels are drawn uniformly)
     :param num_classes: K
     :param generator: random source (on CPU or on the features' device)
+    :param margin: non-negative widening of the box, in units of its per-dimension width
     :return: ``(f_hat [B, D], c_hat [B])``
     """
     if features.dim() != 2 or features.shape[0] == 0:
@@ -34,8 +37,12 @@ def uniform_ood_features(
     if labels.shape[0] != features.shape[0]:
         raise ValueError(f"labels has {labels.shape[0]} entries for {features.shape[0]} features")
     check_param("num_classes", num_classes, [Interval(int, 2, None)])
+    check_param("margin", margin, [Interval(float, 0, None, closed="left")])
     lo = features.min(dim=0).values
     hi = features.max(dim=0).values
+    if margin:
+        width = hi - lo
+        lo, hi = lo - margin * width, hi + margin * width
     rand_device = generator.device if generator is not None else features.device
     u = torch.rand(features.shape, generator=generator, device=rand_device, dtype=features.dtype)
     c = torch.randint(0, num_classes, (features.shape[0],), generator=generator, device=rand_device)

@@ -56,6 +56,7 @@ class BALTrainer:
         "lambda_c": [_NON_NEGATIVE],
         "lambda_g": [_NON_NEGATIVE],
         "fgsm_std": [_NON_NEGATIVE],
+        "box_margin": [_NON_NEGATIVE],
         "non_saturating": [Boolean()],
         "stats_batches": [_POSITIVE_INT],
         "device": [TorchDevice()],
@@ -70,13 +71,14 @@ class BALTrainer:
         feature_dim: Optional[int] = None,
         *,
         latent_dim: int = 64,
-        hidden_dim: int = 256,
-        lr_g: float = 2e-4,
+        hidden_dim: int = 512,
+        lr_g: float = 1e-3,
         lr_d: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         lambda_c: float = 0.7,
         lambda_g: float = 0.01,
-        fgsm_std: float = 0.5,
+        fgsm_std: float = 5.0,
+        box_margin: float = 0.0,
         non_saturating: bool = False,
         stats_batches: int = 20,
         device: Union[str, torch.device] = "cpu",
@@ -94,6 +96,7 @@ class BALTrainer:
         self.lambda_c = lambda_c
         self.lambda_g = lambda_g
         self.fgsm_std = fgsm_std
+        self.box_margin = box_margin
         self.non_saturating = non_saturating
         self.stats_batches = stats_batches
         self.device = device
@@ -157,7 +160,7 @@ class BALTrainer:
         G.train()
         D.train()
         # ---- discriminator (Algorithm 1, lines 3-9)
-        f_uni, c_uni = uniform_ood_features(f, c, K, generator=self._rng)
+        f_uni, c_uni = uniform_ood_features(f, c, K, generator=self._rng, margin=self.box_margin)
         c_shuf = shuffle_labels(c, K, generator=self._rng)
         z, c_z = self._randn(b, self.latent_dim), self._randint(b)
         eps = self._randn(b).abs() * self.fgsm_std
