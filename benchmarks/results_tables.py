@@ -246,9 +246,8 @@ def methods_table(dataset: str) -> str:
             "(their train times are that run's; the wall time does not include them)." if cached else "")
     return (head + "\n".join(body) + f"\n\nSeed {seed}, `{res['command']}`, {settings(res)}; {wall:.0f} min wall "
             f"for all methods, detectors and plots on {machine(res)}, commit `{commit_of(d, res)}`.{note} Own "
-            "detector: ours `garbage` (chosen on validation data), the plain model and FIG and LogitNorm `msp`, "
-            "BAL its `bal` score, VOS `energy` (each paper's). FIG and BAL times include the `standard` model "
-            "they start from.\n")
+            "detector: each paper's score (ours `garbage`, chosen on validation data). FIG and BAL times "
+            "include the `standard` model they start from.\n")
 
 
 def report_table() -> str:
