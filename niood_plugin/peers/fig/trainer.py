@@ -38,7 +38,7 @@ class FIGTrainer:
 
     >>> trainer = FIGTrainer(clf, num_classes=10, image_shape=(1, 28, 28))
     >>> history = trainer.fit(train_loader)            # stop rule, at most max_epochs epochs
-    >>> trainer.stopped_epoch_, history[-1]["gen_confidence_end"]
+    >>> trainer.stopped_epoch_                         # the epoch at which the rule was met
     >>> trainer.fit(train_loader, epochs=2)            # exactly 2 more epochs
     """
 
