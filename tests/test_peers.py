@@ -18,27 +18,7 @@ from niood_plugin.peers import (BALDetector, BALTrainer, FIGTrainer, fig_loss, l
 from niood_plugin.peers.bal import (FeatureDiscriminator, FeatureGenerator, bal_discriminator_loss,
                                     bal_generator_loss, fgsm_latent, shuffle_labels)
 
-K = 4
-SHAPE = (1, 28, 28)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: one thread is faster than two on a shared 2-core machine.  Function-scoped
-    # so that it runs after conftest's autouse thread setting.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _template_data(n: int, seed: int = 0):
-    """K class templates plus noise in [-1, 1]: an easy, learnable 28x28 task."""
-    g = torch.Generator().manual_seed(seed)
-    templates = torch.rand((K, *SHAPE), generator=g) * 2 - 1
-    y = torch.arange(n) % K
-    x = (0.6 * templates[y] + 0.4 * (torch.rand((n, *SHAPE), generator=g) * 2 - 1)).clamp(-1, 1)
-    return x, y
+from peer_task import K, SHAPE, one_thread, template_data  # noqa: F401 (one_thread: autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +26,11 @@ def pretrained():
     """A report28 classifier (ncf=8) trained to ~100% on the template task (3 epochs: it is then
     only moderately confident on uniform noise, ~0.45 mean max-softmax)."""
     torch.manual_seed(0)
-    x, y = _template_data(200)
+    x, y = template_data(200)
     model = build_classifier("report28", num_outputs=K, in_channels=1, ncf=8)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped: runs before the function-scoped _one_thread
+    torch.set_num_threads(1)  # module-scoped: runs before the function-scoped one_thread
     try:
         for _ in range(3):
             for i in range(0, 200, 50):

@@ -11,24 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from niood_plugin.models import build_classifier
 from niood_plugin.peers import FIGTrainer, fig_loss
 
-K = 4
-SHAPE = (1, 28, 28)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _template_data(n: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    templates = torch.rand((K, *SHAPE), generator=g) * 2 - 1
-    y = torch.arange(n) % K
-    x = (0.6 * templates[y] + 0.4 * (torch.rand((n, *SHAPE), generator=g) * 2 - 1)).clamp(-1, 1)
-    return x, y
+from peer_task import K, SHAPE, one_thread, template_data  # noqa: F401 (one_thread: autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +22,7 @@ def overconfident():
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        x, y = _template_data(200)
+        x, y = template_data(200)
         model = build_classifier("report28", num_outputs=K, in_channels=1, ncf=8)
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(3):
@@ -56,7 +39,7 @@ def overconfident():
 
 
 def _loader(seed: int = 0, batch_size: int = 50):
-    x, y = _template_data(200)  # the pretraining task (same templates)
+    x, y = template_data(200)  # the pretraining task (same templates)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
                       generator=torch.Generator().manual_seed(seed))
 
@@ -78,7 +61,7 @@ def test_generated_confidence_falls_during_fine_tuning(overconfident):
     assert ends[-1] < start - 0.2, (start, ends)
     assert min(ends) < 0.75, ends
     with torch.no_grad():  # ID classification survives
-        x, y = _template_data(400)
+        x, y = template_data(400)
         x, y = x[200:], y[200:]  # held-out images of the same task
         assert (model.eval()(x).argmax(1) == y).float().mean() > 0.95
 
