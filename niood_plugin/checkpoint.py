@@ -53,17 +53,26 @@ def check_writable(path: "str | os.PathLike[str]") -> None:
 
 
 def save(path: "str | os.PathLike[str]", epoch: int, signature: str, state: dict[str, Any],
-         loader: Iterable) -> Path:
-    """Write ``state`` (the trainer's ``state_dict()``) after ``epoch`` atomically."""
+         loader: Iterable, world_size: int = 1) -> Path:
+    """Write ``state`` (the trainer's ``state_dict()``) after ``epoch`` atomically; ``world_size``:
+    the number of processes of the run (a distributed run resumes with as many)."""
     gen = loader_generator(loader)
     payload = {"format": FORMAT, "signature": signature, "epoch": epoch, "state": state,
                "loader_rng": gen.get_state() if gen is not None else torch.empty(0)}
+    if world_size > 1:
+        payload["world_size"] = world_size
     return atomic_torch_save(payload, path_for(path, epoch))
 
 
-def load(path: "str | os.PathLike[str]", signature: str, loader: Iterable) -> tuple[int, dict[str, Any]]:
+def load(path: "str | os.PathLike[str]", signature: str, loader: Iterable,
+         world_size: int = 1) -> tuple[int, dict[str, Any]]:
     """The epoch and trainer state of checkpoint ``path``; restores the loader's shuffling state."""
     payload = load_checkpoint(path, FORMAT)
+    written = int(payload.get("world_size", 1))
+    if written != world_size:
+        raise CheckpointError(f"checkpoint {path} was written by a run of {written} process(es), this one has "
+                              f"{world_size}: resume with the same number (torchrun --nproc-per-node {written}), "
+                              "or start a new run")
     if payload.get("signature") != signature:
         raise CheckpointError(f"checkpoint {path} was written by a run with other settings, seed or data shape; "
                               "resume with the same settings or start a new run")

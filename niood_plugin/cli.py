@@ -220,10 +220,15 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @_handle_errors
 def run(config_file, id_, ood, methods, detectors, epochs, preset, data_root, out, device, seed, train_limit,
         test_limit, sets, resume, quiet) -> None:
-    """Train each method once, score it with every detector, write tables and plots."""
+    """Train each method once, score it with every detector, write tables and plots.
+
+    Under torchrun (`torchrun --nproc-per-node N -m niood_plugin.cli run ...`) every process
+    trains its share (DDP) and rank 0 scores and writes the one results folder."""
+    from . import distributed
     from .bench.report import summary_table
     from .bench.runner import run as run_bench
 
+    quiet = quiet or (distributed.launched() and os.environ.get("RANK", "0") != "0")  # one rank talks
     _setup_logging(quiet)
     flags = {"id": id_, "ood": _csv(ood), "methods": _csv(methods), "detectors": _csv(detectors),
              "epochs": epochs, "preset": preset, "data_root": data_root, "out": out, "device": device,
@@ -231,6 +236,8 @@ def run(config_file, id_, ood, methods, detectors, epochs, preset, data_root, ou
     cfg = _config(config_file, flags, sets)
     command, argv = _command_line()
     payload = run_bench(cfg, progress=not quiet, resume=resume, command=command, argv=argv)
+    if not payload:  # a rank other than 0 of a distributed run
+        return
     click.echo(summary_table(payload["results"], payload["methods"]))
     click.echo(f"wall time {payload['timings']['total_s']:.1f} s; results in {cfg.out}/results.md")
 

@@ -4,7 +4,9 @@
 for ``steps`` updates, each on ``n`` fresh samples conditioned on all K + 1 outputs, with
 ``L_inv = alpha KL + beta CE + gamma cosine + delta ortho`` (report section 8; plus
 ``novelty * Novelty``, not in the report), gradients flowing through the frozen classifier
-into the generator only.  :meth:`Inverter.sample` and :meth:`Inverter.generate` draw images.
+into the generator only.  Under a ``torch.distributed`` process group each rank generates its
+share of every step and the generator's gradients are summed over the ranks, so every rank
+holds the same generator.  :meth:`Inverter.sample` and :meth:`Inverter.generate` draw images.
 It is usable on its own, outside :class:`~niood_plugin.trainer.InversionTrainer`.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .conditioning import Conditioning, sample_conditioning
 from .losses import InversionLossWeights, inversion_loss, novelty_loss
 from .training import progress
@@ -67,17 +70,21 @@ class Inverter:
         frozen = [p.requires_grad for p in clf.parameters()]
         for p in clf.parameters():
             p.requires_grad_(False)
+        part = distributed.shard(n)  # this rank's share of every step (all of it in one process)
         images: list[Tensor] = []
         labels: list[Tensor] = []
         correct, total, parts = 0, 0.0, {}
         try:
             for step in progress(range(steps), self.progress_bar, desc):
                 final = step == steps - 1
-                cond = sample_conditioning(self.conditioning, n, self.num_outputs, None, self.temperature, self.rng)
-                z = torch.randn(n, self.latent_dim, generator=self.rng)
+                # Every rank draws the whole step (the rng is shared) and keeps its part, so the
+                # step is the same samples whatever the number of processes.
+                cond = sample_conditioning(self.conditioning, n, self.num_outputs, None, self.temperature,
+                                           self.rng)[part]
+                z = torch.randn(n, self.latent_dim, generator=self.rng)[part]
                 self.optimizer.zero_grad(set_to_none=True)
                 total, parts = 0.0, {}
-                for s in range(0, n, self.chunk):
+                for s in range(0, z.shape[0], self.chunk):
                     c = cond[s:s + self.chunk].to(self.device)
                     x = gen(z[s:s + self.chunk].to(self.device), c.vector, c.matrix)
                     f = clf.features(x)
@@ -87,7 +94,7 @@ class Inverter:
                         term = novelty_loss(f, c.labels.to(f.device), class_means)
                         loss = loss + self.novelty * term
                         p["novelty"] = float(term.detach())
-                    share = x.shape[0] / n
+                    share = x.shape[0] / n  # of the whole step: the ranks' sums add up to its mean
                     (loss * share).backward()
                     total += float(loss.detach()) * share
                     for k, v in p.items():
@@ -97,13 +104,17 @@ class Inverter:
                         if keep_last:
                             images.append(x.detach().cpu())
                             labels.append(c.labels.cpu())
+                distributed.all_reduce_grads(gen.parameters())
                 self.optimizer.step()
         finally:
             for p, req in zip(clf.parameters(), frozen):
                 p.requires_grad_(req)
+        distributed.average_buffers(gen)  # BatchNorm running statistics of the ranks' shares -> one generator
+        total, correct, *sums = distributed.all_reduce_sum([total, correct, *parts.values()])
+        parts = dict(zip(parts, sums))
         shape = tuple(images[0].shape[1:]) if images else (0,)
-        out_x = torch.cat(images) if images else torch.empty((0, *shape))
-        out_y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+        out_x = distributed.all_gather_cat(torch.cat(images) if images else torch.empty((0, *shape)))
+        out_y = distributed.all_gather_cat(torch.cat(labels) if labels else torch.empty(0, dtype=torch.long))
         stats = {"inversion_loss": total, **{f"inversion_{k}": v for k, v in parts.items()},
                  "inversion_accuracy": correct / n}
         return out_x, out_y, stats
@@ -133,9 +144,19 @@ class Inverter:
         return out
 
     def sample(self, n: int) -> tuple[Tensor, Tensor]:
-        """``n`` images (on the CPU) conditioned on all outputs uniformly, and their labels."""
+        """``n`` images (on the CPU) conditioned on all outputs uniformly, and their labels.
+
+        Under a process group each rank generates its part of every chunk and all get all of them."""
         labels = torch.randint(self.num_outputs, (n,), generator=self.rng)
-        return torch.cat([self.generate(labels[s:s + self.chunk]).cpu() for s in range(0, n, self.chunk)]), labels
+        out = []
+        for s in range(0, n, self.chunk):
+            lab = labels[s:s + self.chunk]
+            cond = sample_conditioning(self.conditioning, lab.shape[0], self.num_outputs, lab, self.temperature,
+                                       self.rng)
+            z = torch.randn(lab.shape[0], self.latent_dim, generator=self.rng)
+            part = distributed.shard(lab.shape[0])
+            out.append(distributed.all_gather_cat(self.generate(lab[part], z[part], cond[part]).cpu()))
+        return torch.cat(out), labels
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict()}

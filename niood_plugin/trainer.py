@@ -15,6 +15,13 @@
 
 Each epoch ends with an optional atomic checkpoint; ``fit(..., resume=path)`` continues after
 the last complete epoch and reproduces an uninterrupted run with the same seed.
+
+Under ``torchrun`` (an initialised ``torch.distributed`` process group) the same ``fit`` runs
+data-parallel: the train loader must shard the data (``DistributedSampler``), the classifier
+is retrained in ``DistributedDataParallel``, each rank inverts its share of every step (the
+generator's gradients all-reduced), generated garbage is gathered so that every rank holds the
+same pool, history figures are summed over the ranks, and rank 0 alone validates, runs the
+callbacks and writes checkpoints (with every rank's RNG states).
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .callbacks import Callback
 from .conditioning import balanced_labels, sample_conditioning
 from .config import InversionConfig
@@ -149,7 +156,7 @@ class InversionTrainer:
             entry.update(epoch=epoch, phase="inversion", pool_size=len(self.pool), pool_seen=self.pool.seen,
                          inversion_time_s=t1 - t0, metrics_time_s=t2 - t1, retrain_time_s=t3 - t2, time_s=t3 - t0)
             self._end_epoch(entry, checkpoint, train_loader)
-        for cb in self.callbacks:
+        for cb in self._callbacks():
             cb.on_fit_end(self)
         self.classifier.eval()
         self.generator.eval()
@@ -192,8 +199,10 @@ class InversionTrainer:
         lr = self._clf_opt.param_groups[0]["lr"]
         garbage = self._noise if not len(self.pool) else torch.cat([self._noise, self.pool.raw()])
         negs = self.negatives if self.negatives is not None and self.negatives.active(epoch, cfg.epochs) else None
-        order = torch.randperm(garbage.shape[0], generator=self._rng)
+        order = torch.randperm(garbage.shape[0], generator=self._rng)  # the same on every rank
         per_batch = math.ceil(garbage.shape[0] / max(len(loader), 1))
+        if hasattr(getattr(loader, "sampler", None), "set_epoch"):  # DistributedSampler: a new order per pass
+            loader.sampler.set_epoch(self._scheduler.last_epoch)
         weight = None
         if cfg.weighted_ce:  # balanced over the K ID classes and the garbage as one class (report 3.2)
             n_garbage = garbage.shape[0] + (negs.count(int(self._class_counts.sum())) if negs else 0)
@@ -202,19 +211,17 @@ class InversionTrainer:
         means: Optional[Tensor] = None  # per-class sums of ID features, for the novelty term
         loss_sum = id_correct = id_seen = g_correct = g_seen = 0
         for i, (x, y, *_) in enumerate(progress(loader, self.progress, "retrain")):
-            g = dequantize(garbage[order[i * per_batch:(i + 1) * per_batch]]).to(dev)
+            idx = order[i * per_batch:(i + 1) * per_batch]
+            g = dequantize(garbage[idx[distributed.shard(idx.shape[0])]]).to(dev)  # this rank's share
             if negs is not None and negs.count(x.shape[0]):
-                g = torch.cat([g, negs.make(x.to(dev), self._rng)])
+                g = torch.cat([g, negs.make(x.to(dev), self._rank_rng)])
             xb = torch.cat([x.to(dev), g])
             xb = as_channels_last(xb) if self.channels_last else xb
             yb = torch.cat([y.long().to(dev), torch.full((g.shape[0],), k, dtype=torch.long, device=dev)])
+            f, logits = self._train_model(xb)  # DistributedDataParallel under a process group
             if cfg.novelty:
-                f = self.classifier.features(xb)
-                logits = self.classifier.head(f)
                 means = torch.zeros(k, f.shape[1], device=dev) if means is None else means
                 means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())
-            else:
-                logits = self.classifier(xb)
             loss = F.cross_entropy(logits, yb, weight=weight)
             self._clf_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -226,16 +233,23 @@ class InversionTrainer:
             g_correct += int((pred[nid:] == k).sum())
         self._scheduler.step()
         self.classifier.eval()
+        distributed.average_buffers(self.classifier)  # per-rank BatchNorm statistics -> one model
+        loss_sum, id_correct, id_seen, g_correct, g_seen = distributed.all_reduce_sum(
+            [loss_sum, id_correct, id_seen, g_correct, g_seen])
         if means is not None:
-            self._class_means = F.normalize(means, dim=1)
+            self._class_means = F.normalize(distributed.all_reduce_sum_tensor(means), dim=1)
         return {"lr": lr, "train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
                 "train_garbage_acc": g_correct / max(g_seen, 1), "garbage_size": int(garbage.shape[0]),
                 "negatives": bool(negs), "class_weights": [] if weight is None else weight.cpu().tolist()}
 
-    @torch.inference_mode()
     def _validate(self, loader: Optional[Iterable]) -> dict[str, Any]:
+        """ID accuracy on ``loader`` (rank 0 over all of it; the others get its figures)."""
         if loader is None:
             return {}
+        return distributed.broadcast_object(self._accuracy(loader) if distributed.is_main() else None)
+
+    @torch.inference_mode()
+    def _accuracy(self, loader: Iterable) -> dict[str, Any]:
         self.classifier.eval()
         correct = seen = to_garbage = 0
         for x, y, *_ in loader:
@@ -250,13 +264,17 @@ class InversionTrainer:
         if epochs is not None:
             self.config = replace(self.config, epochs=epochs).validate()
         x = check_loader(loader, self.image_shape, self.num_classes)
+        distributed.check_sharded(loader, "InversionTrainer.fit")
         if not any(p.requires_grad for p in self.classifier.parameters()):
             raise ValueError("every parameter of the classifier is frozen (requires_grad=False): nothing to train")
         if ckpt is not None:
             checkpoint.check_writable(ckpt)
         cfg = self.config
-        torch.manual_seed(self.seed)
-        self._rng = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(distributed.rank_seed(self.seed))  # dropout masks differ between ranks
+        self._rng = torch.Generator().manual_seed(self.seed)  # shared: the same draws on every rank
+        # per-rank draws (negatives of this rank's images): the shared generator in one process
+        self._rank_rng = self._rng if distributed.world_size() == 1 else \
+            torch.Generator().manual_seed(distributed.rank_seed(self.seed))
         self.classifier.to(self.device)
         if self.channels_last:
             to_channels_last(self.classifier)
@@ -268,6 +286,8 @@ class InversionTrainer:
         self.generator.to(self.device)
         if self.channels_last:
             to_channels_last(self.generator)
+        distributed.broadcast_module(self.generator)  # one generator: rank 0's initial weights
+        self._train_model = distributed.wrap(distributed.FeaturesAndLogits(self.classifier), self.device)
         self._clf_opt = torch.optim.Adam(self.classifier.parameters(), lr=cfg.classifier_lr)
         self._scheduler = lr_scheduler(self._clf_opt, cfg.lr_schedule, cfg.pretrain_epochs + cfg.epochs)
         self.inverter = Inverter(self.generator, self.num_classes + 1,
@@ -285,7 +305,7 @@ class InversionTrainer:
         self._class_counts = torch.zeros(self.num_classes, dtype=torch.long)
         self._class_means: Optional[Tensor] = None
         self.history, self.last_samples = [], None
-        for cb in self.callbacks:
+        for cb in self._callbacks():
             cb.on_fit_start(self)
 
     def _check_outputs(self, x: Tensor) -> None:
@@ -303,14 +323,22 @@ class InversionTrainer:
         for _, y, *_ in loader:
             check_labels(y, self.num_classes)
             counts += torch.bincount(y.long().cpu(), minlength=self.num_classes)
-        return counts
+        # over all ranks (with the at most world_size - 1 images a DistributedSampler repeats)
+        return distributed.all_reduce_sum_tensor(counts)
+
+    def _callbacks(self) -> list[Callback]:
+        """The callbacks, on rank 0 only (they draw and write files)."""
+        return self.callbacks if distributed.is_main() else []
 
     def _end_epoch(self, entry: dict[str, Any], path: "Optional[str | Path]", loader: Iterable) -> None:
         self.history.append(entry)
         log.info("epoch %d: %s", entry["epoch"], _fmt(entry))
         if path is not None:
-            checkpoint.save(path, entry["epoch"], self.signature(), self.state_dict(), loader)
-        for cb in self.callbacks:
+            ranks = distributed.gather_objects(self._rank_state(loader)) if distributed.world_size() > 1 else None
+            if distributed.is_main():
+                state = self.state_dict() if ranks is None else {**self.state_dict(), "ranks": ranks}
+                checkpoint.save(path, entry["epoch"], self.signature(), state, loader, len(ranks or [0]))
+        for cb in self._callbacks():
             cb.on_epoch_end(self, entry)
 
     # ------------------------------------------------------------------ generation
@@ -330,6 +358,13 @@ class InversionTrainer:
                                   image_shape=list(self.image_shape), seed=self.seed,
                                   negatives=None if self.negatives is None else self.negatives.to_dict())
 
+    def _rank_state(self, loader: Iterable) -> dict[str, Tensor]:
+        """This rank's own random states (the shared generator is in :meth:`state_dict`)."""
+        gen = checkpoint.loader_generator(loader)
+        return {"rng": self._rank_rng.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0),
+                "loader_rng": gen.get_state() if gen is not None else torch.empty(0)}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimisers, schedule, pool, RNG states, history."""
         return {
@@ -342,7 +377,7 @@ class InversionTrainer:
         }
 
     def _resume(self, path: "str | Path", loader: Iterable) -> None:
-        epoch, state = checkpoint.load(path, self.signature(), loader)
+        epoch, state = checkpoint.load(path, self.signature(), loader, distributed.world_size())
         try:
             self.classifier.load_state_dict(state["classifier"])
             self.inverter.load_state_dict(state["inverter"])
@@ -358,6 +393,15 @@ class InversionTrainer:
         if self.device.type == "cuda" and state["cuda_rng"].numel():
             torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
         self.history = json.loads(state["history"])
+        if "ranks" in state:  # this rank's own states
+            own = state["ranks"][distributed.rank()]
+            self._rank_rng.set_state(own["rng"])
+            torch.set_rng_state(own["torch_rng"])
+            if self.device.type == "cuda" and own["cuda_rng"].numel():
+                torch.cuda.set_rng_state(own["cuda_rng"], self.device)
+            gen = checkpoint.loader_generator(loader)
+            if gen is not None and own["loader_rng"].numel():
+                gen.set_state(own["loader_rng"])
         log.info("resumed from %s after epoch %d", path, epoch)
 
 

@@ -97,8 +97,22 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
     """Training with Adam and the per-epoch schedule of :func:`lr_scheduler`: plain cross-entropy,
     or any ``objective(model, x, y, epoch) -> (loss, logits)`` (e.g. LogitNorm, VOS), whose own
     parameters (``extra_params``) are trained along; ``on_epoch_end(model, entry)`` is called
-    after each epoch with its history entry."""
-    opt = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr)
+    after each epoch with its history entry.
+
+    Under a ``torch.distributed`` process group (``torchrun``) it trains data-parallel: the
+    loader must shard the data (its ``sampler.set_epoch`` is called every epoch), gradients of
+    the model and of ``extra_params`` are summed over the ranks after each backward and divided
+    by their number (what ``DistributedDataParallel`` does, for objectives that call
+    ``features``/``head`` or own parameters outside the model), BatchNorm running statistics
+    are averaged after each epoch, history figures are summed over the ranks, and rank 0 alone
+    validates and calls ``on_epoch_end``."""
+    from . import distributed
+
+    distributed.check_sharded(loader, "train_plain")
+    params = [*model.parameters(), *extra_params]
+    distributed.broadcast_tensors([*params, *model.buffers()])  # start from rank 0's weights
+    opt = torch.optim.Adam(params, lr=lr)
+    scale = 1.0 / distributed.world_size()
     sched = lr_scheduler(opt, lr_schedule, epochs)
     history = []
     for epoch in range(epochs):
@@ -106,6 +120,8 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
         model.train()
         seen = correct = 0
         loss_sum = 0.0
+        if hasattr(getattr(loader, "sampler", None), "set_epoch"):
+            loader.sampler.set_epoch(epoch)
         for x, y in progress(loader, progress_bar, f"{name} {epoch}"):
             x, y = x.to(device), y.to(device)
             if channels_last:
@@ -113,18 +129,26 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
             loss, logits = objective(model, x, y, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if scale != 1.0:  # the mean of the ranks' gradients
+                distributed.all_reduce_grads(params)
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.mul_(scale)
             opt.step()
             loss_sum += float(loss.detach()) * x.shape[0]
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += x.shape[0]
+        distributed.average_buffers(model)
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen])
         entry = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
                  "train_id_acc": correct / max(seen, 1)}
         sched.step()
         if val_loader is not None:
-            entry["val_acc"] = accuracy(model, val_loader, device)
+            entry["val_acc"] = distributed.broadcast_object(
+                accuracy(model, val_loader, device) if distributed.is_main() else None)
         entry["time_s"] = time.perf_counter() - t0
         history.append(entry)
-        if on_epoch_end is not None:
+        if on_epoch_end is not None and distributed.is_main():
             on_epoch_end(model, entry)
         log.info("%s epoch %d: %s", name, epoch, entry)
     model.eval()

@@ -23,7 +23,8 @@ from torch import nn
 from ..callbacks import SampleGrid
 from ..config import InversionConfig
 from ..data import TensorData, build_augmentation
-from ..errors import CheckpointError
+from .. import distributed
+from ..errors import CheckpointError, ConfigError
 from ..files import atomic_torch_save, load_checkpoint
 from ..models import build_classifier, to_channels_last
 from ..negatives import Negatives
@@ -100,10 +101,18 @@ class MethodContext:
     def negatives(self) -> Optional[Negatives]:
         return self.cfg.negatives_object()
 
-    def loader(self, batch_size: int):
-        """The ID training batches every method sees: shuffled, augmented (``cfg.augment``), on the device."""
-        return self.train.loader(batch_size=batch_size, shuffle=True, seed=self.cfg.seed,
-                                 augment=build_augmentation(self.augment_name()), device=self.device)
+    def loader(self, batch_size: int, shard: bool = True):
+        """The ID training batches every method sees: shuffled, augmented (``cfg.augment``), on the device.
+
+        Under torchrun (``shard``) each rank gets its shard of every global batch of ``batch_size``
+        (``batch_size / world_size`` images); ``shard=False``: all the data (a method that trains
+        the same on every rank)."""
+        w = distributed.world_size() if shard else 1
+        if batch_size % w:
+            raise ConfigError(f"batch_size {batch_size} does not split over {w} processes: choose a multiple of {w}")
+        return self.train.loader(batch_size=batch_size // w, shuffle=True, seed=self.cfg.seed,
+                                 augment=build_augmentation(self.augment_name()), device=self.device,
+                                 distributed=shard)
 
 
 def _train_inversion(ctx: MethodContext) -> TrainedModel:
@@ -178,7 +187,8 @@ def _train_fig(ctx: MethodContext) -> TrainedModel:
                          progress=ctx.progress, max_epochs=ctx.cfg.fig_max_epochs)
     torch.manual_seed(ctx.cfg.seed)
     t0 = time.perf_counter()
-    history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.fig_epochs)  # None: until its stop rule
+    # FIG trains in one process: under torchrun every rank runs the same (seeded) fine-tuning
+    history = trainer.fit(ctx.loader(128, shard=False), epochs=ctx.cfg.fig_epochs)  # None: until its stop rule
     # Its cost includes training the standard model it starts from.
     elapsed = base.train_time_s + time.perf_counter() - t0
     return TrainedModel("fig", trainer.classifier.eval(), ctx.num_classes, None, elapsed, history)
@@ -207,7 +217,7 @@ def _train_bal(ctx: MethodContext) -> TrainedModel:
     trainer = BALTrainer(model, ctx.num_classes, device=ctx.device, seed=ctx.cfg.seed, progress=ctx.progress)
     torch.manual_seed(ctx.cfg.seed)
     t0 = time.perf_counter()
-    history = trainer.fit(ctx.loader(128), epochs=ctx.cfg.bal_epochs)
+    history = trainer.fit(ctx.loader(128, shard=False), epochs=ctx.cfg.bal_epochs)  # as FIG: the same on every rank
     elapsed = base.train_time_s + time.perf_counter() - t0
     return TrainedModel("bal", model, ctx.num_classes, None, elapsed, history,
                         extra={"discriminator": trainer.discriminator.eval()})
@@ -276,7 +286,9 @@ def obtain(method: str, ctx: MethodContext, cache_dir: Path, train_missing: bool
         raise CheckpointError(f"no cached {method} model for these settings ({path}): run `niood-bench run` "
                               "first with the same --config/flags, or pass --train to train it here")
     tm = m.train(ctx)
-    save_trained(tm, path, key)
+    if distributed.is_main():
+        save_trained(tm, path, key)
+    distributed.barrier()
     return tm
 
 
@@ -297,6 +309,8 @@ def cache_key(method: str, ctx: MethodContext) -> str:
         payload["peer_defaults"] = defaults
     if ctx.augment_name() != "none":  # absent when off: keys of models trained before augmentation stay valid
         payload["augment"] = ctx.augment_name()
+    if distributed.world_size() > 1:  # a model of N processes (per-rank BatchNorm statistics) is another model
+        payload["world_size"] = distributed.world_size()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -82,10 +82,12 @@ def environment(device: torch.device) -> dict[str, Any]:
     import timm
     import torchvision
 
-    from .. import __version__
+    from .. import __version__, distributed
 
     return {
         "python": platform.python_version(), "platform": platform.platform(), **machine(device),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "pytorch_ood": pytorch_ood.__version__,
         "timm": timm.__version__, "sklearn": sklearn.__version__, "niood_plugin": __version__,
+        "world_size": distributed.world_size(),
+        "backend": torch.distributed.get_backend() if distributed.active() else None,
     }

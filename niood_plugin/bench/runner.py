@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..data import TensorData, dataset_status, get_spec, list_datasets, load_dataset, subset_indices
+from .. import distributed
 from ..errors import ConfigError, DatasetNotFoundError
 from . import plots
 from .feature_plots import feature_space
@@ -194,7 +195,19 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     code = git_state()  # the code that runs, before this command writes anything
     cfg = cfg.resolved()  # defaults that depend on the ID set, recorded as used
     validate(cfg, "run")
-    device = check_device(cfg.device)
+    joins = distributed.launched() and not distributed.active()  # torchrun started us: join, and leave at the end
+    device = distributed.setup(check_device(cfg.device))
+    try:
+        return _run(cfg, device, started, t_start, code, progress, resume, command, argv)
+    finally:
+        if joins:
+            distributed.cleanup()
+
+
+def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float, code: dict[str, Any],
+         progress: bool, resume: bool, command: str, argv: Optional[Sequence[str]]) -> dict[str, Any]:
+    """The run on this process; under torchrun every rank trains, rank 0 alone scores and writes
+    (the other ranks return ``{}``)."""
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -204,7 +217,9 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     t0 = time.perf_counter()
     data = load_data(cfg)  # a missing or corrupt data set fails before the output folder exists
     timings: dict[str, Any] = {"data_s": time.perf_counter() - t0, "train_s": {}, "score_s": {}}
-    prepare_out(out)
+    if distributed.is_main():
+        prepare_out(out)
+    distributed.barrier()
     log.info("data: %s train %d, test %d, OOD %s (%.1f s)", cfg.id, len(data.train), len(data.test),
              {k: len(v) for k, v in data.oods.items()}, timings["data_s"])
 
@@ -219,6 +234,8 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
         tm = models.get(method)
         tm.model.to(device).eval()
         timings["train_s"][method] = time.perf_counter() - t0
+        if not distributed.is_main():
+            continue  # rank 0 scores
         t0 = time.perf_counter()
         id_acc = accuracy(tm.model, data.test.loader(batch_size=cfg.batch_size), device, tm.num_classes)
         rows, scores, reps = score_method(tm, cfg, data, device)
@@ -240,6 +257,8 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
                                          seed=cfg.seed, batch_size=cfg.batch_size))
             timings.setdefault("feature_plots_s", {})[method] = time.perf_counter() - t0
 
+    if not distributed.is_main():
+        return {}
     t0 = time.perf_counter()
     written += plots.roc_curves(out, all_scores, cfg.id)
     written += plots.histograms(out, all_scores, cfg.id)
@@ -309,9 +328,10 @@ class ModelSource:
             key = cache_key(method, ctx)
             ckpt = self.checkpoint_dir / f"{method}-{key}.pt"  # bench.methods names checkpoints so
             self.checkpoints[method] = ckpt
+            distributed.barrier()  # every rank looks at the cache before any writes to it
             self.start[method] = self._announce(method, key, ckpt, ctx.sample_dir)
             self.trained[method] = obtain(method, ctx, self.cache_dir, self.train_missing)
-            if ctx.sample_dir.is_dir():
+            if ctx.sample_dir.is_dir() and distributed.is_main():
                 (ctx.sample_dir / SAMPLES_KEY).write_text(key + "\n")
         return self.trained[method]
 
@@ -321,7 +341,7 @@ class ModelSource:
             note = f"cached: the model for these settings is in {self.cache_dir}"
             if self.resume:
                 log.info("%s: --resume: nothing to resume, %s", method, note)
-            if _read(sample_dir / SAMPLES_KEY) != key:
+            if _read(sample_dir / SAMPLES_KEY) != key and distributed.is_main():
                 remove_path(sample_dir)  # grids of another model
             return note
         others = sorted(p.name for p in self.checkpoint_dir.glob(f"{method}-*.pt") if p != ckpt) \
@@ -329,7 +349,8 @@ class ModelSource:
         if self.resume and ckpt.is_file():
             log.info("%s: --resume: resuming from checkpoint %s", method, ckpt)
             return f"resumed from checkpoint {ckpt.name}"
-        remove_path(sample_dir)
+        if distributed.is_main():
+            remove_path(sample_dir)
         if self.resume:
             if others:
                 note = (f"started fresh: the settings changed (no checkpoint {ckpt.name}, the name these settings' "

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 from torch import Tensor
+from torch.utils.data import Sampler
 
 from ..registry import Registry
 from ..validation import Boolean, InstanceOf, Interval, validate_params
@@ -102,6 +103,9 @@ class BatchLoader:
     :param y: labels ``[N]``
     :param shuffle: a new order every pass, ``torch.randperm(N, generator=self.generator)``
         (the order torch's ``RandomSampler`` gives for the same seed)
+    :param sampler: instead of ``shuffle``, the order of a torch sampler, e.g. this rank's
+        :class:`~torch.utils.data.DistributedSampler` (call ``loader.sampler.set_epoch(e)``
+        before each pass, as with a DataLoader)
     :param augment: a batch transform ``augment(x, generator)`` (e.g. :class:`CropFlip`)
     :param device: where the images are held and the batches made (``"cuda"``: no host copies)
     :param channels_last: yield channels-last batches
@@ -113,14 +117,17 @@ class BatchLoader:
     _parameter_constraints = {
         "x": [InstanceOf(Tensor)], "y": [InstanceOf(Tensor)], "batch_size": [Interval(int, 1, None)],
         "shuffle": [Boolean()], "seed": [Interval(int, 0, 2**63 - 1)], "drop_last": [Boolean()],
-        "channels_last": [Boolean()],
+        "channels_last": [Boolean()], "sampler": [InstanceOf(Sampler), None],
     }
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, augment: Any = None, device: "str | torch.device" = "cpu",
-                 channels_last: bool = False):
+                 channels_last: bool = False, sampler: Optional[Sampler] = None):
         validate_params(dict(x=x, y=y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                             channels_last=channels_last), self._parameter_constraints, "BatchLoader")
+                             channels_last=channels_last, sampler=sampler), self._parameter_constraints, "BatchLoader")
+        if sampler is not None and shuffle:
+            raise ValueError("BatchLoader: shuffle=True and a sampler exclude each other (the sampler sets the "
+                             "order; give the sampler shuffle=True)")
         if x.dim() != 4 or y.dim() != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(f"BatchLoader needs x [N, C, H, W] and y [N], got {tuple(x.shape)} and {tuple(y.shape)}")
         if augment is not None and not callable(augment):
@@ -132,14 +139,18 @@ class BatchLoader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment, self.channels_last = augment, channels_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.sampler = sampler
 
     def __len__(self) -> int:
-        n = int(self._y.shape[0])
+        n = int(self._y.shape[0]) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = int(self._y.shape[0])
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        if self.sampler is not None:
+            order = torch.as_tensor(list(self.sampler), dtype=torch.long)
+            n = int(order.shape[0])
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
             if order is None:

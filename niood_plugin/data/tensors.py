@@ -88,16 +88,26 @@ class TensorData:
         return TensorDataset(self.x, self.y)
 
     def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-               augment: Any = None, device: "str | torch.device" = "cpu", channels_last: bool = False):
+               augment: Any = None, device: "str | torch.device" = "cpu", channels_last: bool = False,
+               distributed: bool = False):
         """A :class:`~niood_plugin.data.augment.BatchLoader` of ``(x, y)`` batches: sliced from
         the tensors in one indexing operation (no per-item collation), held as uint8 when the
         images are 8-bit, shuffled by a generator seeded by ``seed`` (a new order every pass),
         augmented per batch by ``augment`` (e.g. ``CropFlip()``), made on ``device``.
+
+        With ``distributed=True`` under an initialised process group (``torchrun``) it yields
+        this rank's shard: the order of torch's ``DistributedSampler(shuffle=shuffle,
+        seed=seed)`` (``loader.sampler``; the trainers call its ``set_epoch``), augmentation
+        drawn from a per-rank seed; without a process group it is the plain loader.
         """
+        from .. import distributed as dist
         from .augment import BatchLoader
 
+        sampler = dist.sampler(len(self), shuffle, seed) if distributed else None
+        if sampler is not None:
+            shuffle, seed = False, dist.rank_seed(seed)
         return BatchLoader(self.x, self.y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                           augment=augment, device=device, channels_last=channels_last)
+                           augment=augment, device=device, channels_last=channels_last, sampler=sampler)
 
 
 def to_geometry(x: Tensor, image_shape: Sequence[int]) -> Tensor:

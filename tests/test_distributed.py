@@ -1,0 +1,161 @@
+"""Several processes (torchrun, gloo on CPU): the trainer and the harness under
+``torch.distributed``.  Every test launches the real launcher, ``python -m torch.distributed.run``,
+on 127.0.0.1; together they take about a minute on 2 cores."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from niood_plugin import distributed
+from niood_plugin.data import BatchLoader, TensorData
+
+HERE = Path(__file__).parent
+SMOKE = ["run", "--preset", "smoke", "--quiet", "--test-limit", "100", "--epochs", "4",
+         "--set", "inversion_steps=12", "--set", "samples_per_step=220"]
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
+                                reason="needs torch.distributed with gloo")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc: int, *args: str, marker: str = "", wait: bool = True, cwd=None):
+    """``torchrun --nproc-per-node nproc args`` on this machine (one thread per process)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr",
+           "127.0.0.1", "--master-port", str(_free_port()), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NIOOD_TEST_RUN": marker, "PYTHONPATH": str(HERE.parent)}
+    if not wait:
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_without_a_process_group_everything_is_one_process():
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    data = TensorData(torch.zeros(10, 1, 4, 4), torch.arange(10), "t")
+    assert data.loader(batch_size=4, shuffle=True, distributed=True).sampler is None
+    t = torch.arange(6.0)
+    assert distributed.all_gather_cat(t) is t and distributed.all_reduce_sum([1, 2]) == [1.0, 2.0]
+    assert [distributed.shard(10, r, 3) for r in range(3)] == [slice(0, 3), slice(3, 6), slice(6, 10)]
+    assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) != 7
+
+
+def test_batch_loader_follows_a_distributed_sampler():
+    data = TensorData(torch.arange(10.0).view(10, 1, 1, 1) / 10, torch.arange(10), "t")
+    parts = []
+    for r in range(2):
+        s = torch.utils.data.DistributedSampler(range(10), num_replicas=2, rank=r, shuffle=True, seed=3)
+        s.set_epoch(1)
+        loader = BatchLoader(data.x, data.y, batch_size=2, sampler=s)
+        assert len(loader) == 3
+        parts.append(torch.cat([y for _, y in loader]))
+    # the two ranks' shards are disjoint and together all of the data, in the sampler's order
+    assert sorted(torch.cat(parts).tolist()) == list(range(10))
+    s = torch.utils.data.DistributedSampler(range(10), num_replicas=2, rank=0, shuffle=True, seed=3)
+    s.set_epoch(1)
+    assert parts[0].tolist() == list(s)
+    with pytest.raises(ValueError, match="exclude each other"):
+        BatchLoader(data.x, data.y, shuffle=True, sampler=s)
+
+
+def test_two_process_fit_equals_one_process(tmp_path):
+    """2 ranks end with the same weights, history and pool; against 1 process with the same global
+    batch the history agrees within tolerance.  Not bit for bit: BatchNorm uses each rank's half
+    batch (32 images) for its statistics, and class-weighted CE is averaged per rank."""
+    torchrun(2, str(HERE / "dist_fit.py"), str(tmp_path / "two"))
+    torchrun(1, str(HERE / "dist_fit.py"), str(tmp_path / "one"))
+    r0, r1 = (torch.load(tmp_path / f"two.{r}.pt", weights_only=False) for r in range(2))
+    one = torch.load(tmp_path / "one.0.pt", weights_only=False)
+    assert r0["world_size"] == 2 and one["world_size"] == 1
+    for key in ("classifier", "generator"):
+        for name, v in r0[key].items():
+            assert torch.equal(v, r1[key][name]), (key, name)
+    assert r0["history"] == r1["history"] and torch.equal(r0["pool"], r1["pool"])
+    assert r0["pool"].shape == one["pool"].shape  # every rank holds all the garbage, not its share
+    two, ref = r0["history"], one["history"]
+    assert [e["epoch"] for e in two] == [e["epoch"] for e in ref] == [0, 1, 2]
+    for a, b in zip(two, ref):
+        for k in ("noise_samples", "garbage_size", "pool_size", "pool_seen"):  # the data and garbage are all seen
+            assert a.get(k) == b.get(k), k
+        assert a["class_weights"] == pytest.approx(b["class_weights"], rel=1e-6)
+        # the training figures average over every batch: within 2% (measured: 0.3-0.9%)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02)
+        assert abs(a["train_id_acc"] - b["train_id_acc"]) < 0.05
+        if a["epoch"]:
+            assert a["inversion_loss"] == pytest.approx(b["inversion_loss"], rel=0.02)
+            assert abs(a["confidence"] - b["confidence"]) < 0.01
+        # Not compared: validation accuracy after each epoch (0.26 against 0.41 after epoch 1 of
+        # this 3-epoch run, on the steep part of learning) and garbage accuracy on 64 noise images.
+    assert two[-1]["val_acc"] > 0.45 and ref[-1]["val_acc"] > 0.45  # both learn the task (chance: 0.1)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    torchrun(2, "-m", "niood_plugin.cli", *SMOKE, "--out", str(out))
+    return out
+
+
+def test_two_process_bench_run_writes_one_results_folder(two_process_run):
+    payload = json.loads((two_process_run / "results.json").read_text())
+    assert payload["environment"]["world_size"] == 2 and payload["environment"]["backend"] == "gloo"
+    assert {r["method"] for r in payload["results"]} == {"inversion", "standard"}
+    assert (two_process_run / "results.csv").is_file() and (two_process_run / "results.md").is_file()
+    assert not (two_process_run / "checkpoints").exists()  # finished: its checkpoints are removed
+    assert len(list((two_process_run / "models").glob("*.pt"))) == 2  # written once, by rank 0
+    assert [e["epoch"] for e in payload["methods"]["inversion"]["history"]] == [0, 1, 2, 3, 4]
+
+
+def _rank_pids(marker: str, rank: int) -> list[int]:
+    """Processes started by the launcher for ``marker`` with RANK=rank (found by their environment)."""
+    found = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            items = env.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"NIOOD_TEST_RUN={marker}".encode() in items and f"RANK={rank}".encode() in items:
+            found.append(int(env.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
+def test_sigkill_of_one_rank_then_resume_equals_an_uninterrupted_run(two_process_run, tmp_path):
+    out, marker = tmp_path / "run", uuid.uuid4().hex
+    proc = torchrun(2, "-m", "niood_plugin.cli", *SMOKE, "--out", str(out), marker=marker, wait=False)
+    deadline = time.time() + 240
+    while not list((out / "checkpoints").glob("inversion-*.pt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next epoch
+    victims = _rank_pids(marker, 1)
+    assert proc.poll() is None and victims, "the run ended before a rank could be killed: make it longer"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, log[-2000:]
+    assert not (out / "results.json").exists()
+    ckpt = torch.load(next((out / "checkpoints").glob("inversion-*.pt")), weights_only=True)
+    assert ckpt["world_size"] == 2 and len(ckpt["state"]["ranks"]) == 2 and ckpt["epoch"] < 4
+
+    torchrun(2, "-m", "niood_plugin.cli", *SMOKE, "--out", str(out), "--resume")
+    resumed = json.loads((out / "results.json").read_text())
+    whole = json.loads((two_process_run / "results.json").read_text())
+    assert resumed["methods"]["inversion"]["start"].startswith("resumed from checkpoint")
+    key = lambda r: (r["method"], r["detector"], r["ood"])  # noqa: E731
+    a, b = sorted(resumed["results"], key=key), sorted(whole["results"], key=key)
+    assert [key(r) for r in a] == [key(r) for r in b]
+    for ra, rb in zip(a, b):
+        assert (ra["auroc"], ra["fpr95"], ra["id_accuracy"]) == (rb["auroc"], rb["fpr95"], rb["id_accuracy"]), key(ra)
