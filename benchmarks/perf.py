@@ -2,6 +2,8 @@
 
     python benchmarks/perf.py                      # CPU, writes benchmarks/results/perf.{json,md}
     python benchmarks/perf.py --device cuda --out benchmarks/results/perf-cuda
+    python benchmarks/perf.py --only ddp --out benchmarks/results/perf-ddp   # 1 vs 2 processes
+    python benchmarks/perf.py --only ddp --device cuda --ddp-procs 1,8 --out benchmarks/results/perf-ddp-cuda
 
 Ratios (keys of perf.json):
   ue_vs_msp_throughput                UEDetector images/s over MaxSoftmax images/s (same model, batch)
@@ -11,6 +13,10 @@ Also: ODIN and Mahalanobis throughput for reference, a plain epoch in contiguous
 channels-last memory layout (the trainer's default), retraining time against garbage-pool
 size (with a linear fit), the report's MNIST epoch extrapolated from measured steps, and the
 peak RSS of the committed MNIST benchmark (read from its results.json).
+``ddp``: samples/s of one inversion epoch and one retraining epoch of InversionTrainer (fast
+preset, MNIST geometry) under ``torchrun`` with 1 and N processes (CPU: gloo, the machine's
+cores split between the processes; CUDA: NCCL, one GPU each), and the scaling efficiency
+``rate_N / (N * rate_1)``.
 Synthetic inputs of MNIST geometry are used throughout: throughput does not depend on pixels.
 """
 from __future__ import annotations
@@ -220,11 +226,25 @@ def main() -> None:
     ap.add_argument("--n-pool", type=int, default=6_000, help="ID images for the pool-scaling runs")
     ap.add_argument("--mnist-results", default="benchmarks/results/mnist/results.json")
     ap.add_argument("--skip-report-epoch", action="store_true")
+    ap.add_argument("--only", choices=["all", "ddp"], default="all", help="ddp: only the 1 vs N processes scaling")
+    ap.add_argument("--ddp-procs", default="1,2", help="numbers of processes for the scaling runs")
+    ap.add_argument("--ddp-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.ddp_worker:
+        return ddp_worker(args.ddp_worker, args.device, args.n_train)
     torch.manual_seed(0)
     device = torch.device(args.device)
     t0 = time.perf_counter()
     code = git_state()  # the code that runs
+    if args.only == "ddp":
+        ddp = ddp_scaling(args.device, [int(n) for n in args.ddp_procs.split(",")], args.n_train)
+        result = {"ddp": ddp, "environment": environment(device), "command": "python " + " ".join(sys.argv),
+                  "wall_s": time.perf_counter() - t0, "code": code}
+        out = Path(args.out)
+        atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
+        atomic_write_text(out.with_suffix(".md"), render_ddp(result))
+        print(render_ddp(result))
+        return
     det = detector_throughput(device, args.batch)
     syn = synthesis_throughput(device)
     ep = epoch_ratio(device, args.n_train)
@@ -248,6 +268,72 @@ def main() -> None:
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
     atomic_write_text(out.with_suffix(".md"), render(result))
     print(render(result))
+
+
+def ddp_worker(out: str, device: str, n_train: int) -> None:
+    """Run under torchrun by :func:`ddp_scaling`: one InversionTrainer epoch; rank 0 writes its timings."""
+    from niood_plugin import distributed
+
+    dev = distributed.setup(device)
+    cfg = InversionConfig.from_preset("fast")
+    w = distributed.world_size()
+    loader = fake_data(n_train).loader(batch_size=cfg.batch_size // w, shuffle=True, distributed=True, device=dev)
+    torch.manual_seed(0)
+    clf = build_classifier("report28", K + 1, 1, ncf=32)
+    trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=dev, progress=False)
+    e = trainer.fit(loader)[1]
+    if distributed.is_main():
+        inverted = cfg.inversion_steps * cfg.samples_per_step
+        retrained = n_train + e["garbage_size"] + (n_train if e["negatives"] else 0)
+        Path(out).write_text(json.dumps({
+            "world_size": w, "torch_threads": torch.get_num_threads(), "inversion_s": e["inversion_time_s"],
+            "retrain_s": e["retrain_time_s"], "inversion_samples": inverted, "retrain_samples": retrained,
+            "inversion_samples_per_s": inverted / e["inversion_time_s"],
+            "retrain_samples_per_s": retrained / e["retrain_time_s"]}))
+    distributed.cleanup()
+
+
+def ddp_scaling(device: str, procs: list[int], n_train: int) -> dict:
+    """One epoch with each number of processes in ``procs``, launched by torchrun, one after another."""
+    import os
+    import subprocess
+    import tempfile
+
+    cores = os.cpu_count() or 1
+    runs = []
+    for n in procs:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "ddp.json"
+            env = dict(os.environ)
+            if device == "cpu":  # the machine's cores split between the processes
+                env["OMP_NUM_THREADS"] = str(max(1, cores // n))
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n), "--master-addr",
+                   "127.0.0.1", "--master-port", str(29600 + n), __file__, "--ddp-worker", str(out),
+                   "--device", device, "--n-train", str(n_train)]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True)
+            runs.append({**json.loads(out.read_text()), "launch_wall_s": time.perf_counter() - t0,
+                         "command": " ".join(cmd[1:]).replace(str(out), "OUT")})
+    base = runs[0]
+    for r in runs:
+        for k in ("inversion", "retrain"):
+            speedup = r[f"{k}_samples_per_s"] / base[f"{k}_samples_per_s"]
+            r[f"{k}_speedup"] = speedup
+            r[f"{k}_efficiency"] = speedup / (r["world_size"] / base["world_size"])
+    return {"n_train": n_train, "device": device, "runs": runs}
+
+
+def render_ddp(r: dict) -> str:
+    d = r["ddp"]
+    lines = header(r, "perf: processes (torchrun)") + [
+        f"One InversionTrainer epoch, fast preset, {d['n_train']} synthetic 1x28x28 images, device {d['device']}.", "",
+        "| processes | threads each | inversion samples/s | speedup | efficiency | retraining samples/s | speedup "
+        "| efficiency | launch wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    for x in d["runs"]:
+        lines.append(f"| {x['world_size']} | {x['torch_threads']} | {x['inversion_samples_per_s']:.0f} | "
+                     f"{x['inversion_speedup']:.2f} | {x['inversion_efficiency']:.2f} | {x['retrain_samples_per_s']:.0f} "
+                     f"| {x['retrain_speedup']:.2f} | {x['retrain_efficiency']:.2f} | {x['launch_wall_s']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def header(r: dict, title: str = "perf") -> list[str]:

@@ -130,13 +130,13 @@ class FeaturesAndLogits(nn.Module):
         return f, self.classifier.head(f)
 
 
-def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+def wrap(module: nn.Module, device: torch.device, find_unused_parameters: bool = False) -> nn.Module:
     """``module`` in :class:`~torch.nn.parallel.DistributedDataParallel` under a process group
-    of several ranks (parameters broadcast from rank 0), else ``module`` itself."""
+    of several ranks (parameters and buffers broadcast from rank 0), else ``module`` itself."""
     if world_size() == 1:
         return module
     ids = [device] if torch.device(device).type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused_parameters)
 
 
 def _comm_device() -> torch.device:

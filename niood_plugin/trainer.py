@@ -218,10 +218,14 @@ class InversionTrainer:
             xb = torch.cat([x.to(dev), g])
             xb = as_channels_last(xb) if self.channels_last else xb
             yb = torch.cat([y.long().to(dev), torch.full((g.shape[0],), k, dtype=torch.long, device=dev)])
-            f, logits = self._train_model(xb)  # DistributedDataParallel under a process group
+            # self._train_model: the classifier (features and logits for the novelty term), in
+            # DistributedDataParallel under a process group
             if cfg.novelty:
+                f, logits = self._train_model(xb)
                 means = torch.zeros(k, f.shape[1], device=dev) if means is None else means
                 means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())
+            else:
+                logits = self._train_model(xb)
             loss = F.cross_entropy(logits, yb, weight=weight)
             self._clf_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -287,7 +291,8 @@ class InversionTrainer:
         if self.channels_last:
             to_channels_last(self.generator)
         distributed.broadcast_module(self.generator)  # one generator: rank 0's initial weights
-        self._train_model = distributed.wrap(distributed.FeaturesAndLogits(self.classifier), self.device)
+        train_model = distributed.FeaturesAndLogits(self.classifier) if cfg.novelty else self.classifier
+        self._train_model = distributed.wrap(train_model, self.device)
         self._clf_opt = torch.optim.Adam(self.classifier.parameters(), lr=cfg.classifier_lr)
         self._scheduler = lr_scheduler(self._clf_opt, cfg.lr_schedule, cfg.pretrain_epochs + cfg.epochs)
         self.inverter = Inverter(self.generator, self.num_classes + 1,

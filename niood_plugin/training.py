@@ -88,6 +88,20 @@ def cross_entropy_objective(model: nn.Module, x: Tensor, y: Tensor, epoch: int) 
     return F.cross_entropy(logits, y), logits
 
 
+class _ObjectiveStep(nn.Module):
+    """``objective(model, x, y, epoch)`` as one module holding the model and the objective's own
+    parameters: what :class:`~torch.nn.parallel.DistributedDataParallel` wraps."""
+
+    def __init__(self, model: nn.Module, objective: Objective, extra_params: Sequence[nn.Parameter]):
+        super().__init__()
+        self.model = model
+        self.extra = nn.ParameterList(extra_params)
+        self._objective = (objective,)  # not a submodule: its parameters are in ``extra``
+
+    def forward(self, x: Tensor, y: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
+        return self._objective[0](self.model, x, y, epoch)
+
+
 def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, device: torch.device | str,
                 progress_bar: bool = False, val_loader: Optional[Iterable] = None, lr_schedule: str = "constant",
                 channels_last: bool = False, name: str = "standard",
@@ -100,19 +114,18 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
     after each epoch with its history entry.
 
     Under a ``torch.distributed`` process group (``torchrun``) it trains data-parallel: the
-    loader must shard the data (its ``sampler.set_epoch`` is called every epoch), gradients of
-    the model and of ``extra_params`` are summed over the ranks after each backward and divided
-    by their number (what ``DistributedDataParallel`` does, for objectives that call
-    ``features``/``head`` or own parameters outside the model), BatchNorm running statistics
-    are averaged after each epoch, history figures are summed over the ranks, and rank 0 alone
-    validates and calls ``on_epoch_end``."""
+    loader must shard the data (its ``sampler.set_epoch`` is called every epoch), the model and
+    ``extra_params`` train inside one ``DistributedDataParallel`` module (so objectives that
+    call ``features``/``head`` are synchronised too), BatchNorm running statistics are averaged
+    after each epoch, history figures are summed over the ranks, and rank 0 alone validates and
+    calls ``on_epoch_end``."""
     from . import distributed
 
     distributed.check_sharded(loader, "train_plain")
-    params = [*model.parameters(), *extra_params]
-    distributed.broadcast_tensors([*params, *model.buffers()])  # start from rank 0's weights
-    opt = torch.optim.Adam(params, lr=lr)
-    scale = 1.0 / distributed.world_size()
+    extra_params = list(extra_params)
+    step = distributed.wrap(_ObjectiveStep(model, objective, extra_params), torch.device(device),
+                            find_unused_parameters=bool(extra_params))  # VOS's start unused
+    opt = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr)
     sched = lr_scheduler(opt, lr_schedule, epochs)
     history = []
     for epoch in range(epochs):
@@ -126,14 +139,9 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
             x, y = x.to(device), y.to(device)
             if channels_last:
                 x = as_channels_last(x)
-            loss, logits = objective(model, x, y, epoch)
+            loss, logits = step(x, y, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if scale != 1.0:  # the mean of the ranks' gradients
-                distributed.all_reduce_grads(params)
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.mul_(scale)
             opt.step()
             loss_sum += float(loss.detach()) * x.shape[0]
             correct += int((logits.detach().argmax(1) == y).sum())

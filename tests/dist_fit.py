@@ -1,6 +1,12 @@
-"""A tiny ``InversionTrainer.fit`` run under torchrun (or alone): ``python -m torch.distributed.run
---nproc-per-node N tests/dist_fit.py OUT``.  Each rank writes ``OUT.<rank>.pt`` with its final
-classifier state, history and pool, for ``tests/test_distributed.py``."""
+"""A tiny ``InversionTrainer.fit`` run under torchrun: ``python -m torch.distributed.run
+--nproc-per-node N tests/dist_fit.py OUT MODE``.  Each rank writes ``OUT.<rank>.pt`` with its
+final classifier and generator states, history and pool, for ``tests/test_distributed.py``.
+
+``MODE`` ``default``: the report28 classifier with BatchNorm and dropout, class-weighted CE and
+negatives (what a user runs).  ``exact``: nothing that depends on the split of a batch over
+the ranks (no BatchNorm, no dropout, unweighted CE, noise garbage that splits evenly), so N
+processes must give one process's run up to float rounding; the novelty term is on, so the
+DDP forward that returns features and the all-reduced class means are exercised."""
 import sys
 
 import torch
@@ -9,12 +15,20 @@ from sklearn.datasets import load_digits
 
 from niood_plugin import InversionTrainer, distributed
 from niood_plugin.data import TensorData
-from niood_plugin.models import build_classifier
+from niood_plugin.models import build_classifier, build_generator, generator_for_shape
 
 GLOBAL_BATCH = 64
 
 
-def main(out: str) -> None:
+def _strip_batchnorm(module: torch.nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, torch.nn.Identity())
+        else:
+            _strip_batchnorm(child)
+
+
+def main(out: str, mode: str) -> None:
     torch.set_num_threads(1)
     distributed.setup("cpu")
     d = load_digits()
@@ -24,10 +38,19 @@ def main(out: str) -> None:
     w = distributed.world_size()
     # The same global batch whatever the number of processes; the sampler's order in every case.
     loader = data.loader(batch_size=GLOBAL_BATCH // w, shuffle=True, seed=0, distributed=True)
+    exact = mode == "exact"
     torch.manual_seed(0)
-    clf = build_classifier("report28", num_outputs=11, in_channels=1, ncf=8)
+    clf = build_classifier("report28", num_outputs=11, in_channels=1, ncf=8, dropout=0.0 if exact else 0.5)
+    generator = None
+    extra = {}
+    if exact:
+        generator = build_generator(generator_for_shape((1, 28, 28)), num_classes=11, nz=8, out_channels=1, ngf=8)
+        for m in (clf, generator):
+            _strip_batchnorm(m)
+        extra = dict(novelty=1.0, weighted_ce=False, noise_samples=640, negatives=None)
     trainer = InversionTrainer(clf, 10, (1, 28, 28), preset="smoke", progress=False, inversion_steps=3,
-                               samples_per_step=110, latent_dim=8, generator_width=8, epochs=2, classifier_lr=3e-3)
+                               samples_per_step=110, latent_dim=8, generator_width=8, epochs=2, classifier_lr=3e-3,
+                               generator=generator, **extra)
     history = trainer.fit(loader, val_loader=TensorData(x[640:900], torch.tensor(d.target)[640:900], "v").loader(260))
     torch.save({"classifier": trainer.classifier.state_dict(), "generator": trainer.generator.state_dict(),
                 "history": [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in history],
@@ -36,4 +59,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

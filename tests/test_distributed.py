@@ -18,7 +18,7 @@ from niood_plugin import distributed
 from niood_plugin.data import BatchLoader, TensorData
 
 HERE = Path(__file__).parent
-SMOKE = ["run", "--preset", "smoke", "--quiet", "--test-limit", "100", "--epochs", "4",
+SMOKE = ["run", "--preset", "smoke", "--quiet", "--test-limit", "100", "--epochs", "4", "--method", "inversion,standard,vos",
          "--set", "inversion_steps=12", "--set", "samples_per_step=220"]
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
@@ -71,35 +71,46 @@ def test_batch_loader_follows_a_distributed_sampler():
         BatchLoader(data.x, data.y, shuffle=True, sampler=s)
 
 
-def test_two_process_fit_equals_one_process(tmp_path):
-    """2 ranks end with the same weights, history and pool; against 1 process with the same global
-    batch the history agrees within tolerance.  Not bit for bit: BatchNorm uses each rank's half
-    batch (32 images) for its statistics, and class-weighted CE is averaged per rank."""
-    torchrun(2, str(HERE / "dist_fit.py"), str(tmp_path / "two"))
-    torchrun(1, str(HERE / "dist_fit.py"), str(tmp_path / "one"))
-    r0, r1 = (torch.load(tmp_path / f"two.{r}.pt", weights_only=False) for r in range(2))
-    one = torch.load(tmp_path / "one.0.pt", weights_only=False)
-    assert r0["world_size"] == 2 and one["world_size"] == 1
+def _load(path):
+    return torch.load(path, weights_only=False)
+
+
+def test_two_process_fit_equals_one_process_up_to_rounding(tmp_path):
+    """Without anything that depends on how a batch is split (BatchNorm, dropout, class-weighted
+    CE), 2 processes at the same global batch are 1 process: same sampler order, garbage shares,
+    synchronised gradients, gathered pool, all-reduced novelty means and figures."""
+    torchrun(2, str(HERE / "dist_fit.py"), str(tmp_path / "two"), "exact")
+    torchrun(1, str(HERE / "dist_fit.py"), str(tmp_path / "one"), "exact")
+    two, one = _load(tmp_path / "two.0.pt"), _load(tmp_path / "one.0.pt")
+    assert (two["world_size"], one["world_size"]) == (2, 1)
+    assert torch.equal(two["pool"], one["pool"]) or (two["pool"].float() - one["pool"].float()).abs().max() <= 1
+    for a, b in zip(two["history"], one["history"], strict=True):
+        for k, v in a.items():  # measured: within 3e-5 relative, 4e-6 absolute
+            if isinstance(v, float):
+                assert v == pytest.approx(b[k], rel=1e-4, abs=1e-5), (a["epoch"], k)
+            elif k != "per_class":
+                assert v == b[k], (a["epoch"], k)
+    # Adam's steps on near-zero gradients amplify rounding; measured at most 0.04% (classifier) and
+    # 0.6% (generator) of a tensor's norm, where unsynchronised gradients give tens of percent
+    for key, rel in (("classifier", 0.01), ("generator", 0.05)):
+        for name, v in two[key].items():
+            ref = one[key][name].float()
+            assert (v.float() - ref).norm() <= rel * ref.norm() + 1e-6, (key, name)
+
+
+def test_two_process_fit_keeps_the_ranks_identical(tmp_path):
+    """The user's setting (BatchNorm with per-rank statistics, dropout, weighted CE, negatives):
+    both ranks end every epoch with the same weights, running statistics, history and pool."""
+    torchrun(2, str(HERE / "dist_fit.py"), str(tmp_path / "two"), "default")
+    r0, r1 = _load(tmp_path / "two.0.pt"), _load(tmp_path / "two.1.pt")
     for key in ("classifier", "generator"):
         for name, v in r0[key].items():
             assert torch.equal(v, r1[key][name]), (key, name)
     assert r0["history"] == r1["history"] and torch.equal(r0["pool"], r1["pool"])
-    assert r0["pool"].shape == one["pool"].shape  # every rank holds all the garbage, not its share
-    two, ref = r0["history"], one["history"]
-    assert [e["epoch"] for e in two] == [e["epoch"] for e in ref] == [0, 1, 2]
-    for a, b in zip(two, ref):
-        for k in ("noise_samples", "garbage_size", "pool_size", "pool_seen"):  # the data and garbage are all seen
-            assert a.get(k) == b.get(k), k
-        assert a["class_weights"] == pytest.approx(b["class_weights"], rel=1e-6)
-        # the training figures average over every batch: within 2% (measured: 0.3-0.9%)
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02)
-        assert abs(a["train_id_acc"] - b["train_id_acc"]) < 0.05
-        if a["epoch"]:
-            assert a["inversion_loss"] == pytest.approx(b["inversion_loss"], rel=0.02)
-            assert abs(a["confidence"] - b["confidence"]) < 0.01
-        # Not compared: validation accuracy after each epoch (0.26 against 0.41 after epoch 1 of
-        # this 3-epoch run, on the steep part of learning) and garbage accuracy on 64 noise images.
-    assert two[-1]["val_acc"] > 0.45 and ref[-1]["val_acc"] > 0.45  # both learn the task (chance: 0.1)
+    hist = r0["history"]
+    assert [e["epoch"] for e in hist] == [0, 1, 2] and hist[-1]["pool_size"] == 2 * 110  # all of the garbage
+    assert hist[0]["noise_samples"] == 64  # class counts summed over the ranks: 640 images / 10 classes
+    assert hist[-1]["negatives"] and hist[-1]["val_acc"] > 0.4  # learns (chance: 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +123,10 @@ def two_process_run(tmp_path_factory):
 def test_two_process_bench_run_writes_one_results_folder(two_process_run):
     payload = json.loads((two_process_run / "results.json").read_text())
     assert payload["environment"]["world_size"] == 2 and payload["environment"]["backend"] == "gloo"
-    assert {r["method"] for r in payload["results"]} == {"inversion", "standard"}
+    assert {r["method"] for r in payload["results"]} == {"inversion", "standard", "vos"}
     assert (two_process_run / "results.csv").is_file() and (two_process_run / "results.md").is_file()
     assert not (two_process_run / "checkpoints").exists()  # finished: its checkpoints are removed
-    assert len(list((two_process_run / "models").glob("*.pt"))) == 2  # written once, by rank 0
+    assert len(list((two_process_run / "models").glob("*.pt"))) == 3  # written once, by rank 0
     assert [e["epoch"] for e in payload["methods"]["inversion"]["history"]] == [0, 1, 2, 3, 4]
 
 
