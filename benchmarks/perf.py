@@ -333,6 +333,11 @@ def render_ddp(r: dict) -> str:
         lines.append(f"| {x['world_size']} | {x['torch_threads']} | {x['inversion_samples_per_s']:.0f} | "
                      f"{x['inversion_speedup']:.2f} | {x['inversion_efficiency']:.2f} | {x['retrain_samples_per_s']:.0f} "
                      f"| {x['retrain_speedup']:.2f} | {x['retrain_efficiency']:.2f} | {x['launch_wall_s']:.0f} |")
+    if d["device"] == "cpu":
+        lines += ["", "On CPU the processes share the machine's cores (threads each = cores / processes), so the "
+                  "speedup at equal cores is the figure to read: below 1 is the cost of the process group "
+                  "(all-reduce, gathering the garbage, a second copy of the data); efficiency per process "
+                  "(speedup / processes) is the figure for one GPU per process."]
     return "\n".join(lines) + "\n"
 
 

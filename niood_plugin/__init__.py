@@ -9,11 +9,13 @@ import logging
 from .callbacks import Callback, SampleGrid
 from .config import InversionConfig
 from .detector import UEDetector
+from .garbage import GarbageSampler
 from .negatives import Negatives
 from .trainer import InversionTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Callback", "InversionConfig", "InversionTrainer", "Negatives", "SampleGrid", "UEDetector", "__version__"]
+__all__ = ["Callback", "GarbageSampler", "InversionConfig", "InversionTrainer", "Negatives", "SampleGrid", "UEDetector",
+           "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -42,11 +41,11 @@ from .callbacks import Callback
 from .conditioning import balanced_labels, sample_conditioning
 from .config import InversionConfig
 from .devices import resolve_device
+from .garbage import GarbageSampler
 from .inversion import Inverter
-from .losses import InversionLossWeights
-from .models import as_channels_last, build_generator, check_feature_classifier, generator_for_shape, to_channels_last
+from .models import as_channels_last, check_feature_classifier, generator_for_shape, to_channels_last
 from .negatives import Negatives
-from .pool import GarbagePool, dequantize, quantize
+from .pool import GarbagePool
 from .scores import per_class_metrics
 from .training import check_image_shape, check_labels, check_loader, class_weights, lr_scheduler, progress
 from .validation import Boolean, InstanceOf, Interval, validate_params
@@ -118,12 +117,22 @@ class InversionTrainer:
             negatives.check(self.image_shape)
         self.history: list[dict[str, Any]] = []
         self.last_samples: Optional[Tensor] = None
-        self.inverter: Optional[Inverter] = None
+        self.garbage: Optional[GarbageSampler] = None  # the garbage class's images (set by fit)
 
     @property
     def garbage_index(self) -> int:
         """Index of the garbage output: K."""
         return self.num_classes
+
+    @property
+    def inverter(self) -> Optional[Inverter]:
+        """The :class:`~niood_plugin.inversion.Inverter` of the garbage sampler (after ``fit``)."""
+        return None if self.garbage is None else self.garbage.inverter
+
+    @property
+    def pool(self) -> Optional[GarbagePool]:
+        """The pool of generated garbage (after ``fit``)."""
+        return None if self.garbage is None else self.garbage.pool
 
     # ------------------------------------------------------------------ the method, top to bottom
     def fit(self, train_loader: Iterable, epochs: Optional[int] = None, *, val_loader: Optional[Iterable] = None,
@@ -146,10 +155,9 @@ class InversionTrainer:
             self._end_epoch(self._pretrain(train_loader, val_loader), checkpoint, train_loader)
         for epoch in range(len(self.history), self.config.epochs + 1):
             t0 = time.perf_counter()
-            images, entry = self._invert(epoch)
+            entry = self.garbage.refresh(self.classifier, self._class_means, desc=f"inversion {epoch}")  # invert, grow the pool
             t1 = time.perf_counter()
             entry.update(self._measure())
-            self.pool.add(images)
             t2 = time.perf_counter()
             entry.update(self._retrain(train_loader, epoch), **self._validate(val_loader))
             t3 = time.perf_counter()
@@ -166,22 +174,12 @@ class InversionTrainer:
     def _pretrain(self, loader: Iterable, val_loader: Optional[Iterable]) -> dict[str, Any]:
         t0 = time.perf_counter()
         self._class_counts = self._count_labels(loader)
-        n_noise = self.config.noise_samples or int(self._class_counts.float().mean().round())
-        self._noise = quantize(torch.randn((n_noise, *self.image_shape), generator=self._rng).clamp_(-1, 1))
+        n_noise = self.garbage.start(self._class_counts)
         entry: dict[str, Any] = {"epoch": 0, "phase": "pretrain", "noise_samples": n_noise}
         for _ in range(self.config.pretrain_epochs):
             entry.update(self._retrain(loader, 0))
         entry.update(self._validate(val_loader), time_s=time.perf_counter() - t0)
         return entry
-
-    def _invert(self, epoch: int) -> tuple[Tensor, dict[str, Any]]:
-        cfg = self.config
-        images, _, stats = self.inverter.invert(self.classifier, cfg.inversion_steps, cfg.samples_per_step,
-                                                keep_last=not cfg.garbage_per_epoch, class_means=self._class_means,
-                                                desc=f"inversion {epoch}")
-        if cfg.garbage_per_epoch:  # fresh samples of the final generator instead of the last step's
-            images, _ = self.inverter.sample(cfg.garbage_per_epoch)
-        return images, stats
 
     @torch.inference_mode()
     def _measure(self) -> dict[str, Any]:
@@ -197,22 +195,19 @@ class InversionTrainer:
         its negatives when they are active this epoch)."""
         cfg, k, dev = self.config, self.num_classes, self.device
         lr = self._clf_opt.param_groups[0]["lr"]
-        garbage = self._noise if not len(self.pool) else torch.cat([self._noise, self.pool.raw()])
+        n_garbage = len(self.garbage)
         negs = self.negatives if self.negatives is not None and self.negatives.active(epoch, cfg.epochs) else None
-        order = torch.randperm(garbage.shape[0], generator=self._rng)  # the same on every rank
-        per_batch = math.ceil(garbage.shape[0] / max(len(loader), 1))
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):  # DistributedSampler: a new order per pass
             loader.sampler.set_epoch(self._scheduler.last_epoch)
         weight = None
         if cfg.weighted_ce:  # balanced over the K ID classes and the garbage as one class (report 3.2)
-            n_garbage = garbage.shape[0] + (negs.count(int(self._class_counts.sum())) if negs else 0)
-            weight = class_weights(torch.cat([self._class_counts, torch.tensor([n_garbage])])).to(dev)
+            n_all = n_garbage + (negs.count(int(self._class_counts.sum())) if negs else 0)
+            weight = class_weights(torch.cat([self._class_counts, torch.tensor([n_all])])).to(dev)
         self.classifier.train()
         means: Optional[Tensor] = None  # per-class sums of ID features, for the novelty term
         loss_sum = id_correct = id_seen = g_correct = g_seen = 0
-        for i, (x, y, *_) in enumerate(progress(loader, self.progress, "retrain")):
-            idx = order[i * per_batch:(i + 1) * per_batch]
-            g = dequantize(garbage[idx[distributed.shard(idx.shape[0])]]).to(dev)  # this rank's share
+        batches = zip(progress(loader, self.progress, "retrain"), self.garbage.epoch(len(loader)))
+        for (x, y, *_), g in batches:  # each ID batch with its share of the shuffled garbage
             if negs is not None and negs.count(x.shape[0]):
                 g = torch.cat([g, negs.make(x.to(dev), self._rank_rng)])
             xb = torch.cat([x.to(dev), g])
@@ -243,7 +238,7 @@ class InversionTrainer:
         if means is not None:
             self._class_means = F.normalize(distributed.all_reduce_sum_tensor(means), dim=1)
         return {"lr": lr, "train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),
-                "train_garbage_acc": g_correct / max(g_seen, 1), "garbage_size": int(garbage.shape[0]),
+                "train_garbage_acc": g_correct / max(g_seen, 1), "garbage_size": n_garbage,
                 "negatives": bool(negs), "class_weights": [] if weight is None else weight.cpu().tolist()}
 
     def _validate(self, loader: Optional[Iterable]) -> dict[str, Any]:
@@ -275,38 +270,27 @@ class InversionTrainer:
             checkpoint.check_writable(ckpt)
         cfg = self.config
         torch.manual_seed(distributed.rank_seed(self.seed))  # dropout masks differ between ranks
-        self._rng = torch.Generator().manual_seed(self.seed)  # shared: the same draws on every rank
-        # per-rank draws (negatives of this rank's images): the shared generator in one process
-        self._rank_rng = self._rng if distributed.world_size() == 1 else \
-            torch.Generator().manual_seed(distributed.rank_seed(self.seed))
         self.classifier.to(self.device)
         if self.channels_last:
             to_channels_last(self.classifier)
         self._check_outputs(x)
-        if self.generator is None:
-            self.generator = build_generator(generator_for_shape(self.image_shape), num_classes=self.num_classes + 1,
-                                             nz=cfg.latent_dim, out_channels=self.image_shape[0],
-                                             conditioning=cfg.conditioning, ngf=cfg.generator_width)
-        self.generator.to(self.device)
-        if self.channels_last:
-            to_channels_last(self.generator)
-        distributed.broadcast_module(self.generator)  # one generator: rank 0's initial weights
+        self.garbage = GarbageSampler(self.num_classes, self.image_shape, config=cfg, generator=self.generator,
+                                      device=self.device, seed=self.seed, progress=self.progress,
+                                      channels_last=self.channels_last, generator_chunk=self.generator_chunk)
+        self.generator = self.garbage.generator
+        self._rng = self.garbage.rng  # shared: the same draws on every rank
+        # per-rank draws (negatives of this rank's images): the shared generator in one process
+        self._rank_rng = self._rng if distributed.world_size() == 1 else \
+            torch.Generator().manual_seed(distributed.rank_seed(self.seed))
         train_model = distributed.FeaturesAndLogits(self.classifier) if cfg.novelty else self.classifier
         self._train_model = distributed.wrap(train_model, self.device)
         self._clf_opt = torch.optim.Adam(self.classifier.parameters(), lr=cfg.classifier_lr)
         self._scheduler = lr_scheduler(self._clf_opt, cfg.lr_schedule, cfg.pretrain_epochs + cfg.epochs)
-        self.inverter = Inverter(self.generator, self.num_classes + 1,
-                                 InversionLossWeights(cfg.alpha, cfg.beta, cfg.gamma, cfg.delta),
-                                 conditioning=cfg.conditioning, latent_dim=cfg.latent_dim, lr=cfg.generator_lr,
-                                 temperature=cfg.vector_temperature, novelty=cfg.novelty, chunk=self.generator_chunk,
-                                 device=self.device, rng=self._rng, progress_bar=self.progress)
-        self.pool = GarbagePool(self.image_shape, cfg.pool_capacity, cfg.pool_policy, seed=self.seed)
         fixed = torch.Generator().manual_seed(self.seed + 1)
         labels = balanced_labels(self.num_classes + 1, self.measure_per_class)
         self._fixed_cond = sample_conditioning(cfg.conditioning, labels.shape[0], self.num_classes + 1, labels,
                                                cfg.vector_temperature, fixed)
         self._fixed_z = torch.randn(labels.shape[0], cfg.latent_dim, generator=fixed)
-        self._noise = torch.empty((0, *self.image_shape), dtype=torch.uint8)
         self._class_counts = torch.zeros(self.num_classes, dtype=torch.long)
         self._class_means: Optional[Tensor] = None
         self.history, self.last_samples = [], None
@@ -373,10 +357,9 @@ class InversionTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimisers, schedule, pool, RNG states, history."""
         return {
-            "classifier": self.classifier.state_dict(), "inverter": self.inverter.state_dict(),
+            "classifier": self.classifier.state_dict(), **self.garbage.state_dict(),  # inverter, pool, noise, rng
             "classifier_opt": self._clf_opt.state_dict(), "scheduler": self._scheduler.state_dict(),
-            "pool": self.pool.state_dict(), "noise": self._noise, "class_counts": self._class_counts,
-            "class_means": self._class_means, "rng": self._rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "class_counts": self._class_counts, "class_means": self._class_means, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.stack(torch.cuda.get_rng_state_all()) if self.device.type == "cuda" else torch.empty(0),
             "history": json.dumps(self.history),
         }
@@ -385,15 +368,13 @@ class InversionTrainer:
         epoch, state = checkpoint.load(path, self.signature(), loader, distributed.world_size())
         try:
             self.classifier.load_state_dict(state["classifier"])
-            self.inverter.load_state_dict(state["inverter"])
+            self.garbage.load_state_dict(state)
             self._clf_opt.load_state_dict(state["classifier_opt"])
             self._scheduler.load_state_dict(state["scheduler"])
-            self.pool.load_state_dict(state["pool"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise checkpoint.CheckpointError(f"checkpoint {path} does not fit this model ({exc}); delete it or "
                                              "start without resume") from exc
-        self._noise, self._class_counts, self._class_means = state["noise"], state["class_counts"], state["class_means"]
-        self._rng.set_state(state["rng"])
+        self._class_counts, self._class_means = state["class_counts"], state["class_means"]
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state["cuda_rng"].numel():
             torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
