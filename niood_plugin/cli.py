@@ -185,6 +185,19 @@ def _config(config_file: Optional[str], flags: dict[str, Any], sets: tuple[str, 
         file_values = load_config_file(config_file)
         cfg = apply(cfg, file_values, str(config_file))
     flags = {k: v for k, v in flags.items() if v is not None}
+    suite = flags.get("suite", cfg.suite)
+    if suite is not None and suite != "openood":  # our suites set the ID and OOD sets
+        from .suites import SUITES, suite_settings
+
+        if suite not in SUITES:
+            from .errors import ConfigError
+
+            raise ConfigError(f"unknown suite {suite!r}; choose from {SUITES.list() + ['openood']}")
+        given = {k: v for k, v in suite_settings(suite).items() if k not in flags and k not in file_values}
+        cfg = apply(cfg, given, f"suite {suite}")
+        file_values = {**file_values, **given}  # the smoke preset below does not replace them
+        if "out" not in flags and "out" not in file_values:
+            flags["out"] = f"runs/{suite}"
     if flags.get("preset", cfg.preset) == "smoke":
         cfg = apply(cfg, {k: v for k, v in SMOKE.items() if k not in flags and k not in file_values},
                     "smoke preset")
@@ -203,6 +216,8 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--config", "config_file", help="TOML or YAML file of settings.")
 @click.option("--id", "id_", help="In-distribution dataset (default mnist).")
 @click.option("--ood", multiple=True, help="OOD dataset(s); repeat or comma-separate.")
+@click.option("--suite", help="A named benchmark: mnist, fashionmnist, cifar10 (ID and OOD sets of our benchmarks), "
+                               "or openood (pytorch-ood's OpenOOD test sets for --id cifar10/cifar100).")
 @click.option("--method", "methods", multiple=True, help="Method(s): inversion, standard, fig, bal, logitnorm, vos.")
 @click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
 @click.option("--epochs", type=int, help="Training epochs (default: the preset's).")
@@ -218,7 +233,7 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--resume", is_flag=True, help="Continue an interrupted training from its last epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines; print the table only.")
 @_handle_errors
-def run(config_file, id_, ood, methods, detectors, epochs, preset, data_root, out, device, seed, train_limit,
+def run(config_file, id_, ood, suite, methods, detectors, epochs, preset, data_root, out, device, seed, train_limit,
         test_limit, sets, resume, quiet) -> None:
     """Train each method once, score it with every detector, write tables and plots.
 
@@ -230,7 +245,7 @@ def run(config_file, id_, ood, methods, detectors, epochs, preset, data_root, ou
 
     quiet = quiet or (distributed.launched() and os.environ.get("RANK", "0") != "0")  # one rank talks
     _setup_logging(quiet)
-    flags = {"id": id_, "ood": _csv(ood), "methods": _csv(methods), "detectors": _csv(detectors),
+    flags = {"id": id_, "ood": _csv(ood), "suite": suite, "methods": _csv(methods), "detectors": _csv(detectors),
              "epochs": epochs, "preset": preset, "data_root": data_root, "out": out, "device": device,
              "seed": seed, "train_limit": train_limit, "test_limit": test_limit}
     cfg = _config(config_file, flags, sets)

@@ -47,6 +47,9 @@ class BenchConfig:
     ood: list[str] = field(default_factory=lambda: ["fashionmnist", "gaussian", "uniform"])
     # OOD sets scored when present under the data root, else skipped with a note (online-only sets)
     ood_optional: list[str] = field(default_factory=list)
+    # a named suite (niood_plugin.suites: sets id, ood and ood_optional), or "openood" (pytorch-ood's
+    # CIFAR10_OpenOOD / CIFAR100_OpenOOD test sets for id cifar10 / cifar100); None: id and ood as given
+    suite: Optional[str] = None
     methods: list[str] = field(default_factory=lambda: ["inversion", "standard"])
     detectors: list[str] = field(default_factory=lambda: list(DEFAULT_DETECTORS))
     preset: Optional[str] = None            # None: by ID geometry (ID_DEFAULTS)
@@ -175,7 +178,7 @@ _POS = Interval(int, 1, None)
 #: Every field of :class:`BenchConfig`: the values it may take (any one constraint suffices;
 #: ``None`` allows ``None``).  Names in registries are checked by ``runner.validate``.
 CONSTRAINTS: dict[str, list[Any]] = {
-    "id": [_Text()], "ood": [_Names()], "ood_optional": [_Names(allow_empty=True)], "methods": [_Names()], "detectors": [_Names()],
+    "id": [_Text()], "suite": [_Text(), None], "ood": [_Names()], "ood_optional": [_Names(allow_empty=True)], "methods": [_Names()], "detectors": [_Names()],
     "preset": [_Text(), None], "epochs": [_POS, None], "classifier": [_Text(), None], "width": [_POS, None],
     "augment": [_Text(), None],
     "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()],

@@ -24,7 +24,7 @@ from .report import result_kind
 log = logging.getLogger(__name__)
 
 #: What this harness writes into an output folder (and so may replace or remove there).
-RESULT_FILES = ("results.json", "results.csv", "results.md")
+RESULT_FILES = ("results.json", "results.csv", "results.md", "results_openood.csv")
 HARNESS_DIRS = ("models", "checkpoints", "samples")
 PLOTS = {"run": ("roc_*.png", "hist_*.png", "training_*.png", "time_to_quality.png", "features_*.png"), "attack": ("attack_*.png",)}
 

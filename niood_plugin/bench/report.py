@@ -6,7 +6,7 @@ import io
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import ConfigError
 from ..files import atomic_write_text
@@ -130,11 +130,42 @@ def render_csv(results: list[dict]) -> str:
     return buf.getvalue()
 
 
+#: OpenOOD's result columns, in its order (``openood/evaluators/ood_evaluator.py``, ``_save_csv``;
+#: OpenOOD v1.5's release had CCR_4..CCR_1 before ACC, which we do not compute): percentages, 2 decimals.
+OPENOOD_COLUMNS = ("dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
+
+
+def render_openood_csv(results: list[dict], groups: Optional[dict[str, list[str]]] = None) -> str:
+    """The rows of a run in OpenOOD's CSV layout, one block per method and detector (the first two
+    columns say which): a row per OOD set, then a mean row per group of sets (``groups``, e.g.
+    OpenOOD's ``nearood``/``farood``; default one ``mean`` row over all sets)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["method", "detector", *OPENOOD_COLUMNS])
+    blocks: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        blocks.setdefault((r["method"], r["detector"]), []).append(r)
+    cols = ("fpr95", "auroc", "aupr_in", "aupr_out", "id_accuracy")
+    for (method, detector), rows in blocks.items():
+        for r in rows:
+            writer.writerow([method, detector, r["ood"], *(f"{100 * r[c]:.2f}" for c in cols)])
+        for name, sets in (groups or {"mean": [r["ood"] for r in rows]}).items():
+            members = [r for r in rows if r["ood"] in sets]
+            if members:
+                writer.writerow([method, detector, name, *(f"{100 * sum(r[c] for r in members) / len(members):.2f}"
+                                                            for c in cols)])
+    return buf.getvalue()
+
+
 def write_results(out: Path, payload: dict, csv_text: str | None = None, md_text: str | None = None) -> None:
-    """Write results.json, results.csv and results.md atomically (each old or new, never half)."""
+    """Write results.json, results.csv and results.md atomically (each old or new, never half);
+    for a run also results_openood.csv (:func:`render_openood_csv`)."""
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=float))
     atomic_write_text(out / "results.csv", render_csv(payload["results"]) if csv_text is None else csv_text)
     atomic_write_text(out / "results.md", render_markdown(payload) if md_text is None else md_text)
+    if payload.get("kind") == "run":
+        atomic_write_text(out / "results_openood.csv", render_openood_csv(payload["results"],
+                                                                          payload.get("ood_groups")))
 
 
 KINDS = ("run", "attack")

@@ -21,9 +21,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data import TensorData, dataset_status, get_spec, list_datasets, load_dataset, subset_indices
+from ..data import TensorData, dataset_status, get_spec, list_datasets, subset_indices
 from .. import distributed
-from ..errors import ConfigError, DatasetNotFoundError
+from ..errors import ConfigError
+from ..suites import OneVsRest, list_suites
 from . import plots
 from .feature_plots import feature_space
 from .config import ALL_DETECTORS, BenchConfig, check
@@ -48,6 +49,7 @@ class BenchData:
     oods: dict[str, TensorData]
     fit: TensorData                      # ID training subset for feature detectors
     skipped: dict[str, str] = field(default_factory=dict)  # optional OOD sets not found: name -> why
+    groups: Optional[dict[str, list[str]]] = None  # OpenOOD's nearood/farood, for results_openood.csv
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -82,6 +84,14 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
             raise ConfigError(f"unknown dataset {name!r}; choose from {datasets}")
     if get_spec(cfg.id).num_classes is None:
         raise ConfigError(f"{cfg.id!r} has no class labels and cannot be the in-distribution set")
+    if cfg.suite is not None and cfg.suite not in list_suites():
+        raise ConfigError(f"unknown suite {cfg.suite!r}; choose from {list_suites()}")
+    if cfg.suite == "openood":
+        from .openood import OPENOOD_BENCHMARKS
+
+        if cfg.id not in OPENOOD_BENCHMARKS:
+            raise ConfigError(f"--suite openood has test sets for --id {' or '.join(OPENOOD_BENCHMARKS)}, not "
+                              f"{cfg.id!r}")
     if cfg.id in cfg.ood or cfg.id in cfg.ood_optional:
         raise ConfigError(f"{cfg.id!r} is both the ID set and an OOD set")
     for m in cfg.methods:
@@ -162,30 +172,26 @@ def _one_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- the run
 
 def load_data(cfg: BenchConfig) -> BenchData:
-    train = load_dataset(cfg.id, "train", cfg.data_root, limit=cfg.train_limit, seed=cfg.seed)
-    if train.num_classes is None:
-        raise ConfigError(f"{cfg.id!r} has no class labels")
-    shape = train.image_shape
-    test = load_dataset(cfg.id, "test", cfg.data_root, limit=cfg.test_limit, seed=cfg.seed)
-    oods = {name: load_dataset(name, "test", cfg.data_root, image_shape=shape, limit=cfg.test_limit, seed=cfg.seed)
-            for name in cfg.ood}
-    skipped = {}
-    for name in cfg.ood_optional:
-        if name in oods:
-            continue
-        try:
-            oods[name] = load_dataset(name, "test", cfg.data_root, image_shape=shape, limit=cfg.test_limit,
-                                      seed=cfg.seed)
-        except DatasetNotFoundError as exc:
-            skipped[name] = str(exc)
-            log.warning("optional OOD set %s skipped: not available (%s)", name, dataset_status(name)["how_to_get"])
+    """The run's data: the suite of ``cfg`` (:class:`~niood_plugin.suites.OneVsRest` over ``id``
+    and ``ood``, or pytorch-ood's OpenOOD benchmark), plus the ID subset detectors are fitted on."""
+    if cfg.suite == "openood":
+        from .openood import openood_suite
+
+        suite = openood_suite(cfg)
+    else:
+        suite = OneVsRest(cfg.data_root, id=cfg.id, ood=cfg.ood, ood_optional=cfg.ood_optional,
+                          train_limit=cfg.train_limit, test_limit=cfg.test_limit, seed=cfg.seed)
+    train, test, oods, skipped = suite.train, suite.test, suite.oods, suite.skipped
+    near = getattr(suite, "near", None)
+    groups = None if near is None else {"nearood": [n for n in oods if n in near],
+                                        "farood": [n for n in oods if n not in near]}
     idx = subset_indices(train.y, min(cfg.fit_limit, len(train)), seed=cfg.seed)  # class-stratified
     fit = train if idx is None else TensorData(train.x[idx], train.y[idx], f"{cfg.id}-fit")
     missing = sorted(set(range(int(train.num_classes))) - set(fit.y.unique().tolist()))
     if missing:
         raise ConfigError(f"classes {missing} have no training images (train_limit={cfg.train_limit}, "
                           f"fit_limit={cfg.fit_limit}): raise them")
-    return BenchData(train, test, oods, fit, skipped)
+    return BenchData(train, test, oods, fit, skipped, groups)
 
 
 def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, command: str = "",
@@ -269,7 +275,7 @@ def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float,
     payload = {
         "kind": "run", "command": command, "config": cfg.to_dict(), "environment": environment(device),
         "timings": timings, "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info,
-        "results": results, "notes": _notes(cfg, data),
+        "results": results, "notes": _notes(cfg, data), "ood_groups": data.groups,
         "provenance": provenance("run", argv, cfg.seed, device, started, timings["total_s"], code),
     }
     write_results(out, payload)
