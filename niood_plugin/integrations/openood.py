@@ -1,0 +1,137 @@
+"""OpenOOD adapter: our detector as an OpenOOD postprocessor, our method as an OpenOOD trainer.
+
+Needs OpenOOD (``pip install git+https://github.com/Jingkang50/OpenOOD``; it is not on PyPI)::
+
+    from openood.evaluation_api import Evaluator
+    from niood_plugin.integrations.openood import UEPostprocessor
+
+    net = OpenOODNet(ResNet18_32x32(num_classes=11))      # K + 1 outputs, the garbage last
+    evaluator = Evaluator(net, id_name="cifar10", postprocessor=UEPostprocessor(garbage_index=10))
+    evaluator.eval_ood()                                  # OpenOOD's table, our UE as the confidence
+
+OpenOOD's confidence is "higher = in-distribution", so the postprocessor returns ``-UE``.
+:class:`InversionOpenOODTrainer` has OpenOOD's trainer shape (``__init__(net, train_loader,
+config)``, ``train_epoch(epoch_idx) -> (net, {"epoch_idx", "loss"})``) and OpenOOD's optimiser
+and schedule (it is a ``BaseTrainer``); each epoch after the first refreshes the garbage class
+by inversion and trains on ID + garbage with pytorch-ood's ``BackgroundClassLoss``.  Unlike
+OpenOOD's own classes, both run on the network's device (CPU included).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from pytorch_ood.loss import BackgroundClassLoss
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from ..devices import module_device
+from ..garbage import GarbageSampler
+from .convert import batch_xy, openood_confidence, ue_and_prediction
+
+try:
+    from openood.postprocessors.base_postprocessor import BasePostprocessor
+    from openood.trainers.base_trainer import BaseTrainer
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("niood_plugin.integrations.openood needs OpenOOD: pip install "
+                      "git+https://github.com/Jingkang50/OpenOOD (it is not on PyPI)") from exc
+
+__all__ = ["UEPostprocessor", "InversionOpenOODTrainer", "OpenOODNet"]
+
+
+class OpenOODNet(nn.Module):
+    """An OpenOOD network (``forward(x, return_feature=True) -> (logits, features)``, ``fc``) with
+    the ``features``/``head`` our trainers and detectors use."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, **kwargs: Any) -> Any:
+        return self.net(x, **kwargs)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.net(x, return_feature=True)[1]
+
+    def head(self, f: Tensor) -> Tensor:
+        return self.net.get_fc_layer()(f) if hasattr(self.net, "get_fc_layer") else self.net.fc(f)
+
+
+class UEPostprocessor(BasePostprocessor):
+    """UE of a K+1-way model (garbage output ``garbage_index``) as OpenOOD's confidence.
+
+    :param config: OpenOOD's postprocessor config, if any (UE has no hyperparameters to search)
+    :param garbage_index: the garbage output (``None``: a plain K-way model, plain UE)
+    :param variant: :class:`~niood_plugin.UEDetector`'s variant (default ``"combined"``)
+    """
+
+    def __init__(self, config: Any = None, garbage_index: Optional[int] = -1, variant: str = "combined"):
+        super().__init__(config)
+        self.garbage_index, self.variant = garbage_index, variant
+        self.APS_mode = False                 # the Evaluator reads both; nothing to search
+        self.hyperparam_search_done = True
+
+    def setup(self, net: nn.Module, id_loader_dict: Any, ood_loader_dict: Any) -> None:
+        """UE is computed from the logits alone: nothing to fit."""
+
+    @torch.no_grad()
+    def postprocess(self, net: nn.Module, data: Tensor) -> tuple[Tensor, Tensor]:
+        """``(pred, conf)``: the ID class and ``-UE``."""
+        scores, pred = ue_and_prediction(net(data), self.garbage_index, self.variant)
+        return pred, openood_confidence(scores)
+
+    def inference(self, net: nn.Module, data_loader: DataLoader, progress: bool = True):
+        """OpenOOD's ``inference`` on the network's device (its own calls ``.cuda()``)."""
+        device = module_device(net) or torch.device("cpu")
+        preds, confs, labels = [], [], []
+        for batch in data_loader:
+            x, y = batch_xy(batch)
+            pred, conf = self.postprocess(net, x.to(device))
+            preds.append(pred.cpu())
+            confs.append(conf.cpu())
+            labels.append(torch.as_tensor(y).cpu())
+        return (torch.cat(preds).numpy().astype(int), torch.cat(confs).numpy(),
+                torch.cat(labels).numpy().astype(int))
+
+
+class InversionOpenOODTrainer(BaseTrainer):
+    """OpenOOD trainer: OpenOOD's SGD and cosine schedule (``config.optimizer``), our garbage class.
+
+    :param net: K + 1 outputs with ``features``/``head`` (wrap OpenOOD networks in :class:`OpenOODNet`)
+    :param train_loader: OpenOOD's dict batches (or ``(x, y)``), images in [-1, 1]
+    :param config: OpenOOD's config (``optimizer.{lr, momentum, weight_decay, num_epochs}``,
+        ``dataset.num_classes`` = K)
+    :param garbage: a :class:`~niood_plugin.GarbageSampler` (default: the library's for the
+        images' shape, seeded by ``config.seed``)
+    """
+
+    def __init__(self, net: nn.Module, train_loader: DataLoader, config: Any,
+                 garbage: Optional[GarbageSampler] = None):
+        super().__init__(net, train_loader, config)
+        k = int(config.dataset.num_classes)
+        device = module_device(net) or torch.device("cpu")
+        labels = [batch_xy(b)[1] for b in train_loader]  # one pass: class counts and the image shape
+        x0 = batch_xy(next(iter(train_loader)))[0]
+        self.garbage = garbage if garbage is not None else GarbageSampler(k, tuple(x0.shape[1:]), device=device,
+                                                 seed=int(getattr(config, "seed", 0) or 0))
+        self.garbage.start(torch.bincount(torch.cat(labels).long(), minlength=k))
+        self.loss = BackgroundClassLoss(n_classes=k)
+        self.device = device
+
+    def train_epoch(self, epoch_idx: int):
+        if epoch_idx > 1:  # OpenOOD counts epochs from 1; the first trains on noise garbage only
+            self.garbage.refresh(self.net)
+        self.net.train()
+        loss_avg = 0.0
+        for batch, g in zip(self.train_loader, self.garbage.epoch(len(self.train_loader))):
+            x, y = batch_xy(batch)
+            x, y = x.to(self.device), y.to(self.device).long()
+            logits = self.net(torch.cat([x, g]))
+            loss = self.loss(logits, torch.cat([y, torch.full((g.shape[0],), -1, device=self.device)]))
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_avg = loss_avg * 0.8 + float(loss.detach()) * 0.2  # OpenOOD's smoothed loss
+        self.net.eval()
+        return self.net, {"epoch_idx": epoch_idx, "loss": self.save_metrics(loss_avg)}

@@ -1,0 +1,118 @@
+"""Adapters: the conversions on small tensors (always), and the real libraries when they are
+importable (OpenOOD from its GitHub checkout, torch-uncertainty with lightning); nothing of a
+third-party library is mocked."""
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from niood_plugin import UEDetector
+from niood_plugin.integrations.convert import batch_xy, ensemble_logits, openood_confidence, ue_and_prediction
+from niood_plugin.models import build_classifier
+
+
+def _have(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def test_openood_confidence_is_the_negated_score_and_keeps_the_ranking():
+    scores = torch.tensor([0.1, 0.9, 0.5])
+    conf = openood_confidence(scores)
+    assert torch.equal(conf, -scores) and torch.equal(conf.argsort(), scores.argsort(descending=True))
+
+
+def test_batches_of_both_conventions():
+    x, y = torch.zeros(2, 1, 4, 4), torch.tensor([3, 4])
+    for batch in ({"data": x, "label": y, "image_name": ["a", "b"]}, (x, y), [x, y, "extra"]):
+        bx, by = batch_xy(batch)
+        assert bx is x and by is y
+
+
+def test_ue_and_prediction_leave_the_garbage_out_of_the_prediction():
+    logits = torch.tensor([[5.0, 0.0, 9.0], [0.0, 4.0, -9.0]])  # K = 2, garbage last
+    scores, pred = ue_and_prediction(logits, 2, "combined")
+    assert pred.tolist() == [0, 1]  # the garbage logit 9.0 is not a class
+    assert torch.allclose(scores, UEDetector(None, 2, "combined").predict_logits(logits))
+    assert scores[0] > scores[1]  # the garbage-dominated row is the more OOD one
+
+
+def test_ensemble_logits():
+    logits = torch.randn(4, 3, 11)
+    assert torch.equal(ensemble_logits(logits), logits.mean(1)) and ensemble_logits(logits[:, 0]).shape == (4, 11)
+    with pytest.raises(ValueError):
+        ensemble_logits(torch.randn(2, 2, 2, 2))
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_classifier("report28", num_outputs=11, in_channels=1, ncf=8).eval()
+
+
+@pytest.mark.skipif(not _have("openood"), reason="OpenOOD is not installed (not on PyPI: pip install "
+                                                  "git+https://github.com/Jingkang50/OpenOOD)")
+def test_openood_postprocessor_and_metrics(digits28):
+    from openood.evaluators.metrics import compute_all_metrics
+    from openood.postprocessors import BasePostprocessor
+    from pytorch_ood.metrics import OODMetrics
+
+    from niood_plugin.integrations.openood import UEPostprocessor
+
+    x, y = digits28
+    net, post = _model(), UEPostprocessor(garbage_index=10)
+    assert isinstance(post, BasePostprocessor) and not post.APS_mode
+    ood = torch.rand(200, 1, 28, 28) * 2 - 1
+    batches = [{"data": x[:200], "label": y[:200]}, {"data": ood, "label": -torch.ones(200, dtype=torch.long)}]
+    pred, conf, label = post.inference(net, batches)
+    fpr, auroc, aupr_in, aupr_out, acc = compute_all_metrics(conf, label, pred)  # OpenOOD's own metrics
+    ue = UEDetector(net, 10, "combined").predict(torch.cat([x[:200], ood]))
+    ours = OODMetrics().update(ue, torch.from_numpy(label)).compute()
+    assert auroc == pytest.approx(ours["AUROC"], abs=1e-6) and fpr == pytest.approx(ours["FPR95TPR"], abs=1e-2)
+    assert np.array_equal(pred[:200], net(x[:200])[:, :10].argmax(1).numpy())
+
+
+@pytest.mark.skipif(not _have("openood"), reason="OpenOOD is not installed")
+def test_openood_trainer_epoch_shape(digits28):
+    from openood.utils import Config
+
+    from niood_plugin.integrations.openood import InversionOpenOODTrainer
+
+    x, y = digits28
+    loader = [{"data": x[i:i + 64], "label": y[i:i + 64]} for i in range(0, 320, 64)]
+    config = Config({"optimizer": {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "num_epochs": 2},
+                     "dataset": {"num_classes": 10}, "seed": 0})
+    from niood_plugin import GarbageSampler
+
+    garbage = GarbageSampler(10, (1, 28, 28), preset="smoke", inversion_steps=2, samples_per_step=66, latent_dim=8,
+                             generator_width=8)
+    trainer = InversionOpenOODTrainer(_model(), loader, config, garbage=garbage)
+    for epoch in (1, 2):
+        net, metrics = trainer.train_epoch(epoch)
+        assert set(metrics) == {"epoch_idx", "loss"} and metrics["epoch_idx"] == epoch and np.isfinite(metrics["loss"])
+    assert len(garbage.pool) == 66  # the second epoch refreshed the garbage by inversion
+
+
+@pytest.mark.skipif(not _have("torch_uncertainty"), reason="torch-uncertainty is not installed")
+def test_torch_uncertainty_criterion():
+    from torch_uncertainty.ood_criteria import OODCriterionInputType, TUOODCriterion, get_ood_criterion
+
+    from niood_plugin.integrations.torch_uncertainty import UECriterion
+
+    crit = get_ood_criterion(UECriterion(garbage_index=10))
+    assert isinstance(crit, TUOODCriterion) and crit.input_type == OODCriterionInputType.LOGIT
+    logits = torch.randn(8, 1, 11)  # the routine's [batch, estimators, classes]
+    assert torch.allclose(crit(logits), UEDetector(None, 10, "combined").predict_logits(logits[:, 0]))
+
+
+@pytest.mark.skipif(not _have("openood"), reason="OpenOOD is not installed")
+def test_openood_example_runs(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setattr(sys, "argv", ["openood_adapter.py", "--tiny"])
+    runpy.run_path(str(Path(__file__).parent.parent / "examples" / "openood_adapter.py"), run_name="__main__")
+    assert "OpenOOD metrics" in capsys.readouterr().out
