@@ -15,6 +15,8 @@ is one user of it.
 ...     if epoch:
 ...         garbage.refresh(clf)                # invert the classifier; new images join the pool
 ...     for (x, y), g in zip(loader, garbage.epoch(len(loader))):
+...         neg = garbage.make_negatives(x, epoch)  # with GarbageSampler(..., negatives=Negatives())
+...         g = g if neg is None else torch.cat([g, neg])
 ...         logits = clf(torch.cat([x, g]))
 ...         loss = loss_fn(logits, torch.cat([y, torch.full((len(g),), -1)]))
 ...         ...                                  # backward and step, as the loop does anyway
@@ -33,6 +35,7 @@ from .devices import resolve_device
 from .inversion import Inverter
 from .losses import InversionLossWeights
 from .models import build_generator, generator_for_shape, to_channels_last
+from .negatives import Negatives
 from .pool import GarbagePool, dequantize, quantize
 from .training import check_image_shape
 from .validation import Boolean, InstanceOf, Interval, validate_params
@@ -50,6 +53,8 @@ class GarbageSampler:
     :param config: an :class:`~niood_plugin.InversionConfig` instead of ``preset`` and keywords
     :param generator: a conditional generator ``G(z, vector, matrix)``, or ``None`` for the
         report's for ``image_shape`` (built now, from torch's global RNG)
+    :param negatives: a second source of garbage, transformed ID images
+        (:class:`~niood_plugin.Negatives`), served by :meth:`make_negatives`; ``None``: none
     :param device: where the generator runs and the garbage batches are made
     :param seed: seeds the noise, the inversion draws, the garbage order and the pool
     :param channels_last: generator in channels-last layout
@@ -62,16 +67,18 @@ class GarbageSampler:
 
     _parameter_constraints = {
         "num_classes": [Interval(int, 2, None)], "config": [InstanceOf(InversionConfig), None],
-        "generator": [InstanceOf(nn.Module), None], "seed": [Interval(int, 0, 2**63 - 1)],
+        "generator": [InstanceOf(nn.Module), None], "negatives": [InstanceOf(Negatives), None],
+        "seed": [Interval(int, 0, 2**63 - 1)],
         "progress": [Boolean()], "channels_last": [Boolean()], "generator_chunk": [Interval(int, 1, None)],
     }
 
     def __init__(self, num_classes: int, image_shape: Sequence[int], *, preset: Optional[str] = None,
                  dataset: Optional[str] = None, config: Optional[InversionConfig] = None,
-                 generator: Optional[nn.Module] = None, device: "str | torch.device" = "cpu", seed: int = 0,
+                 generator: Optional[nn.Module] = None, negatives: Optional[Negatives] = None,
+                 device: "str | torch.device" = "cpu", seed: int = 0,
                  progress: bool = False, channels_last: bool = True, generator_chunk: int = 2048,
                  **hyperparameters: Any):
-        validate_params(dict(num_classes=num_classes, config=config, generator=generator, seed=seed,
+        validate_params(dict(num_classes=num_classes, config=config, generator=generator, negatives=negatives, seed=seed,
                              progress=progress, channels_last=channels_last, generator_chunk=generator_chunk),
                         self._parameter_constraints, "GarbageSampler")
         if config is not None and (preset is not None or hyperparameters):
@@ -79,7 +86,9 @@ class GarbageSampler:
         self.num_classes, self.image_shape = num_classes, check_image_shape(image_shape)
         self.config = config if config is not None else InversionConfig.from_preset(preset, dataset,
                                                                                      **hyperparameters)
-        self.device, self.seed = resolve_device(device), seed
+        self.device, self.seed, self.negatives = resolve_device(device), seed, negatives
+        if negatives is not None:
+            negatives.check(self.image_shape)
         cfg = self.config
         if generator is None:
             generator = build_generator(generator_for_shape(self.image_shape), num_classes=num_classes + 1,
@@ -91,6 +100,9 @@ class GarbageSampler:
         distributed.broadcast_module(self.generator)  # one generator: rank 0's initial weights
         #: the shared random stream (the same draws on every rank)
         self.rng = torch.Generator().manual_seed(seed)
+        #: per-rank draws (the negatives of this rank's images): ``rng`` itself in one process
+        self.rank_rng = self.rng if distributed.world_size() == 1 else \
+            torch.Generator().manual_seed(distributed.rank_seed(seed))
         self.inverter = Inverter(self.generator, num_classes + 1,
                                  InversionLossWeights(cfg.alpha, cfg.beta, cfg.gamma, cfg.delta),
                                  conditioning=cfg.conditioning, latent_dim=cfg.latent_dim, lr=cfg.generator_lr,
@@ -134,6 +146,18 @@ class GarbageSampler:
         for i in range(num_batches):
             idx = order[i * per_batch:(i + 1) * per_batch]
             yield dequantize(garbage[idx[distributed.shard(idx.shape[0])]]).to(self.device)
+
+    def negatives_active(self, epoch: int) -> bool:
+        """Whether the negatives join the garbage in ``epoch`` (1 .. ``config.epochs``; 0 is
+        pre-training)."""
+        return self.negatives is not None and self.negatives.active(epoch, self.config.epochs)
+
+    def make_negatives(self, x: Tensor, epoch: int) -> Optional[Tensor]:
+        """Negatives of the ID batch ``x`` for ``epoch`` (add them to the batch's garbage), or
+        ``None`` when they are off this epoch."""
+        if not self.negatives_active(epoch) or not self.negatives.count(x.shape[0]):
+            return None
+        return self.negatives.make(x, self.rank_rng)
 
     # ------------------------------------------------------------------ contents and state
     def raw(self) -> Tensor:

@@ -196,20 +196,21 @@ class InversionTrainer:
         cfg, k, dev = self.config, self.num_classes, self.device
         lr = self._clf_opt.param_groups[0]["lr"]
         n_garbage = len(self.garbage)
-        negs = self.negatives if self.negatives is not None and self.negatives.active(epoch, cfg.epochs) else None
+        negs = self.garbage.negatives_active(epoch)
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):  # DistributedSampler: a new order per pass
             loader.sampler.set_epoch(self._scheduler.last_epoch)
         weight = None
         if cfg.weighted_ce:  # balanced over the K ID classes and the garbage as one class (report 3.2)
-            n_all = n_garbage + (negs.count(int(self._class_counts.sum())) if negs else 0)
+            n_all = n_garbage + (self.negatives.count(int(self._class_counts.sum())) if negs else 0)
             weight = class_weights(torch.cat([self._class_counts, torch.tensor([n_all])])).to(dev)
         self.classifier.train()
         means: Optional[Tensor] = None  # per-class sums of ID features, for the novelty term
         loss_sum = id_correct = id_seen = g_correct = g_seen = 0
         batches = zip(progress(loader, self.progress, "retrain"), self.garbage.epoch(len(loader)))
         for (x, y, *_), g in batches:  # each ID batch with its share of the shuffled garbage
-            if negs is not None and negs.count(x.shape[0]):
-                g = torch.cat([g, negs.make(x.to(dev), self._rank_rng)])
+            extra = self.garbage.make_negatives(x.to(dev), epoch)  # transformed ID images, when on
+            if extra is not None:
+                g = torch.cat([g, extra])
             xb = torch.cat([x.to(dev), g])
             xb = as_channels_last(xb) if self.channels_last else xb
             yb = torch.cat([y.long().to(dev), torch.full((g.shape[0],), k, dtype=torch.long, device=dev)])
@@ -275,13 +276,12 @@ class InversionTrainer:
             to_channels_last(self.classifier)
         self._check_outputs(x)
         self.garbage = GarbageSampler(self.num_classes, self.image_shape, config=cfg, generator=self.generator,
-                                      device=self.device, seed=self.seed, progress=self.progress,
-                                      channels_last=self.channels_last, generator_chunk=self.generator_chunk)
+                                      negatives=self.negatives, device=self.device, seed=self.seed,
+                                      progress=self.progress, channels_last=self.channels_last,
+                                      generator_chunk=self.generator_chunk)
         self.generator = self.garbage.generator
         self._rng = self.garbage.rng  # shared: the same draws on every rank
-        # per-rank draws (negatives of this rank's images): the shared generator in one process
-        self._rank_rng = self._rng if distributed.world_size() == 1 else \
-            torch.Generator().manual_seed(distributed.rank_seed(self.seed))
+        self._rank_rng = self.garbage.rank_rng  # per rank (the shared one in one process)
         train_model = distributed.FeaturesAndLogits(self.classifier) if cfg.novelty else self.classifier
         self._train_model = distributed.wrap(train_model, self.device)
         self._clf_opt = torch.optim.Adam(self.classifier.parameters(), lr=cfg.classifier_lr)

@@ -62,3 +62,15 @@ def test_sampler_serves_noise_then_pool_in_equal_shares(digits28):
 def test_sampler_takes_a_config_or_hyperparameters_not_both():
     with pytest.raises(ValueError, match="not both"):
         GarbageSampler(10, (1, 28, 28), config=GarbageSampler(10, (1, 28, 28), **TINY).config, epochs=3)
+
+
+def test_sampler_serves_negatives_in_their_epochs_only(digits28):
+    from niood_plugin import Negatives
+
+    garbage = GarbageSampler(10, (1, 28, 28), negatives=Negatives("warp", per_image=1, last_epochs=1), **TINY)
+    x = digits28[0][:16]
+    assert garbage.make_negatives(x, 1) is None and not garbage.negatives_active(0)  # epochs = 2: only the last
+    neg = garbage.make_negatives(x, 2)
+    assert neg.shape == x.shape and not torch.equal(neg, x)
+    with pytest.raises(ValueError):
+        GarbageSampler(10, (3, 8, 8), negatives=Negatives("jigsaw", grid=16), **TINY)
