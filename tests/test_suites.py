@@ -90,3 +90,18 @@ def test_openood_style_csv(smoke):
     assert line[3:] == [f"{100 * r[k]:.2f}" for k in ("fpr95", "auroc", "aupr_in", "aupr_out", "id_accuracy")]
     means = [x for x in rows if x[:3] == ["inversion", "ue", "mean"]]
     assert len(means) == 1
+
+
+def test_openood_sets_become_tensors_in_the_id_geometry():
+    from types import SimpleNamespace
+
+    from torch.utils.data import TensorDataset
+
+    from niood_plugin.bench.openood import _tensors
+
+    x01 = torch.rand(40, 3, 8, 8)
+    ds = TensorDataset(x01, -torch.ones(40, dtype=torch.long))  # OpenOOD's image lists: (image in [0, 1], -1)
+    data = _tensors(ds, "far", (1, 4, 4), SimpleNamespace(test_limit=25, seed=0))
+    assert data.x.shape == (25, 1, 4, 4) and data.x.min() >= -1 and data.x.max() <= 1 and (data.y == -1).all()
+    full = _tensors(ds, "far", (3, 8, 8), SimpleNamespace(test_limit=None, seed=0))
+    assert torch.allclose(full.x, x01 * 2 - 1)
