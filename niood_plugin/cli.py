@@ -243,7 +243,7 @@ def run(config_file, id_, ood, suite, methods, detectors, epochs, preset, data_r
     from .bench.report import summary_table
     from .bench.runner import run as run_bench
 
-    quiet = quiet or (distributed.launched() and os.environ.get("RANK", "0") != "0")  # one rank talks
+    quiet = quiet or (distributed.launched() and os.environ["RANK"] != "0")  # one rank talks
     _setup_logging(quiet)
     flags = {"id": id_, "ood": _csv(ood), "suite": suite, "methods": _csv(methods), "detectors": _csv(detectors),
              "epochs": epochs, "preset": preset, "data_root": data_root, "out": out, "device": device,

@@ -46,8 +46,10 @@ def is_main() -> bool:
 
 
 def launched() -> bool:
-    """Whether a launcher (``torchrun``) started this process as one of a group."""
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    """Whether a launcher (``torchrun``) started this process as one of a group: it sets
+    ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` (a scheduler's ``RANK`` alone
+    is not enough)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def backend_for(device: torch.device) -> str:

@@ -53,6 +53,18 @@ def test_without_a_process_group_everything_is_one_process():
     assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) != 7
 
 
+def test_only_a_launcher_environment_joins_a_group(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RANK", "0")  # e.g. set by a scheduler: not a torchrun launch
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not distributed.launched() and distributed.setup("cpu") == torch.device("cpu")
+    assert not distributed.active()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert distributed.launched()
+
+
 def test_batch_loader_follows_a_distributed_sampler():
     data = TensorData(torch.arange(10.0).view(10, 1, 1, 1) / 10, torch.arange(10), "t")
     parts = []
