@@ -1,16 +1,17 @@
 """InversionTrainer: the report's garbage-class training loop (sections 3, 8, 9).
 
-:meth:`InversionTrainer.fit` runs, in order:
+:meth:`InversionTrainer.fit` runs, in order, with a
+:class:`~niood_plugin.garbage.GarbageSampler` holding the garbage class's images:
 
 0. **pre-train**: ID data plus Gaussian-noise images labelled as the garbage class (index K),
    class-balanced weighted cross-entropy;
 1. for each epoch:
-   a. **invert**: freeze the classifier, train the conditional generator against it
-      (:class:`~niood_plugin.inversion.Inverter`);
+   a. **invert and grow the pool**: freeze the classifier, train the conditional generator
+      against it (:class:`~niood_plugin.inversion.Inverter`); new generated images join the
+      garbage pool (``GarbageSampler.refresh``);
    b. **measure**: confidence, margin, UE and entropy of the classifier on a fixed batch of
       generated images per class (fixed noise and conditioning for the whole run);
-   c. **grow the pool**: new generated images join the garbage pool;
-   d. **retrain**: one epoch on ID + garbage (+ :class:`~niood_plugin.negatives.Negatives`,
+   c. **retrain**: one epoch on ID + garbage (+ :class:`~niood_plugin.negatives.Negatives`,
       if given) with class-balanced weighted CE.
 
 Each epoch ends with an optional atomic checkpoint; ``fit(..., resume=path)`` continues after

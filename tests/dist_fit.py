@@ -52,7 +52,17 @@ def main(out: str, mode: str) -> None:
                                samples_per_step=110, latent_dim=8, generator_width=8, epochs=2, classifier_lr=3e-3,
                                generator=generator, **extra)
     history = trainer.fit(loader, val_loader=TensorData(x[640:900], torch.tensor(d.target)[640:900], "v").loader(260))
-    torch.save({"classifier": trainer.classifier.state_dict(), "generator": trainer.generator.state_dict(),
+    plain = {}
+    if exact:  # train_plain (standard, LogitNorm, VOS in the harness) in DDP: the same global batch
+        from niood_plugin.training import train_plain
+
+        torch.manual_seed(0)
+        model = build_classifier("report28", num_outputs=10, in_channels=1, ncf=8, dropout=0.0)
+        _strip_batchnorm(model)
+        loader = data.loader(batch_size=GLOBAL_BATCH // w, shuffle=True, seed=1, distributed=True)
+        plain = {"plain": model.state_dict(), "plain_history": [
+            {k: v for k, v in e.items() if k != "time_s"} for e in train_plain(model, loader, 2, 3e-3, "cpu")]}
+    torch.save({**plain, "classifier": trainer.classifier.state_dict(), "generator": trainer.generator.state_dict(),
                 "history": [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in history],
                 "pool": trainer.pool.raw().clone(), "world_size": w}, f"{out}.{distributed.rank()}.pt")
     distributed.cleanup()
