@@ -43,10 +43,16 @@ if "--tiny" in sys.argv:
     print(f"OpenOOD metrics, ID digits vs uniform noise: FPR@95 {100 * fpr:.2f}  AUROC {100 * auroc:.2f}  "
           f"AUPR_IN {100 * aupr_in:.2f}  AUPR_OUT {100 * aupr_out:.2f}  ACC {100 * acc:.2f}")
 else:  # pragma: no cover - needs OpenOOD's data (downloaded) and a GPU (its Evaluator calls .cuda())
+    # python examples/openood_adapter.py CHECKPOINT: the state_dict of OpenOODNet(ResNet18_32x32(num_classes=11))
+    # as InversionOpenOODTrainer trained it, on images normalised to [-1, 1]
     from openood.evaluation_api import Evaluator
     from openood.networks import ResNet18_32x32
+    from torchvision import transforms as T
 
     net = OpenOODNet(ResNet18_32x32(num_classes=11)).cuda()
-    net.load_state_dict(torch.load(sys.argv[1], map_location="cuda")) if len(sys.argv) > 1 else None
-    evaluator = Evaluator(net, id_name="cifar10", postprocessor=UEPostprocessor(garbage_index=10), batch_size=200)
+    net.load_state_dict(torch.load(sys.argv[1], map_location="cuda"))
+    to_pm1 = T.Compose([T.Lambda(lambda im: im.convert("RGB")), T.Resize(32), T.CenterCrop(32), T.ToTensor(),
+                        T.Normalize((0.5,) * 3, (0.5,) * 3)])  # [-1, 1], as in training, not OpenOOD's mean/std
+    evaluator = Evaluator(net, id_name="cifar10", preprocessor=to_pm1,
+                          postprocessor=UEPostprocessor(garbage_index=10), batch_size=200)
     print(evaluator.eval_ood())

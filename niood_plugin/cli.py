@@ -193,6 +193,13 @@ def _config(config_file: Optional[str], flags: dict[str, Any], sets: tuple[str, 
             from .errors import ConfigError
 
             raise ConfigError(f"unknown suite {suite!r}; choose from {SUITES.list() + ['openood']}")
+        for key, value in suite_settings(suite).items():  # the suite is the one definition: no mixing
+            mine = flags.get(key, file_values.get(key))
+            if mine is not None and mine != value:
+                from .errors import ConfigError
+
+                raise ConfigError(f"--suite {suite} sets {key} = {value}; drop {key} = {mine}, or drop the suite "
+                                  "and give --id and --ood")
         given = {k: v for k, v in suite_settings(suite).items() if k not in flags and k not in file_values}
         cfg = apply(cfg, given, f"suite {suite}")
         file_values = {**file_values, **given}  # the smoke preset below does not replace them

@@ -16,11 +16,14 @@ statistics averaged over the ranks after every epoch.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from .errors import ConfigError
 
 __all__ = ["active", "rank", "world_size", "is_main", "launched", "setup", "cleanup", "backend_for", "rank_seed",
            "shard", "sampler", "check_sharded", "wrap", "FeaturesAndLogits", "all_reduce_grads", "all_reduce_sum", "all_reduce_sum_tensor",
@@ -63,23 +66,33 @@ def setup(device: "str | torch.device" = "cpu", backend: Optional[str] = None) -
 
     :param backend: ``gloo``, ``nccl``, ...; default :func:`backend_for` the device, or the
         ``NIOOD_DIST_BACKEND`` environment variable
+
+    The group's timeout is ``NIOOD_DIST_TIMEOUT_MIN`` minutes (default 180): while rank 0 scores
+    and writes, the others wait in a barrier.
     """
     dev = torch.device(device)
     if not launched():
         return dev
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if dev.type == "cuda" and dev.index is not None and int(os.environ["WORLD_SIZE"]) > 1:
+        raise ConfigError(f"device {str(dev)!r} under torchrun would put every process on one GPU: give 'cuda' "
+                          "(each process takes cuda:LOCAL_RANK) and choose GPUs with CUDA_VISIBLE_DEVICES")
     if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
     if not active():
-        dist.init_process_group(backend or os.environ.get("NIOOD_DIST_BACKEND") or backend_for(dev))
+        # long enough for rank 0 to score and write while the others wait (NCCL's default: 10 min)
+        minutes = float(os.environ.get("NIOOD_DIST_TIMEOUT_MIN", 180))
+        dist.init_process_group(backend or os.environ.get("NIOOD_DIST_BACKEND") or backend_for(dev),
+                                timeout=timedelta(minutes=minutes))
     return dev
 
 
-def cleanup() -> None:
-    """Leave the process group (after a barrier, so no rank exits while another still talks)."""
+def cleanup(barrier: bool = True) -> None:
+    """Leave the process group, after a barrier so that no rank exits while another still talks
+    (``barrier=False`` after an error: the launcher stops the other ranks)."""
     if active():
-        dist.barrier()
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -138,7 +151,10 @@ def wrap(module: nn.Module, device: torch.device, find_unused_parameters: bool =
     if world_size() == 1:
         return module
     ids = [device] if torch.device(device).type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused_parameters)
+    # broadcast_buffers=False: BatchNorm running statistics stay per rank and are averaged after
+    # each epoch (average_buffers), instead of rank 0's being copied to all before every forward
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False,
+                                               find_unused_parameters=find_unused_parameters)
 
 
 def _comm_device() -> torch.device:

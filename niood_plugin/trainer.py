@@ -361,7 +361,9 @@ class InversionTrainer:
             "classifier": self.classifier.state_dict(), **self.garbage.state_dict(),  # inverter, pool, noise, rng
             "classifier_opt": self._clf_opt.state_dict(), "scheduler": self._scheduler.state_dict(),
             "class_counts": self._class_counts, "class_means": self._class_means, "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.stack(torch.cuda.get_rng_state_all()) if self.device.type == "cuda" else torch.empty(0),
+            # one process: every GPU's state; several: each rank's own GPU, in "ranks"
+            "cuda_rng": torch.stack(torch.cuda.get_rng_state_all())
+            if self.device.type == "cuda" and distributed.world_size() == 1 else torch.empty(0),
             "history": json.dumps(self.history),
         }
 

@@ -1,6 +1,7 @@
-"""A tiny ``InversionTrainer.fit`` run under torchrun: ``python -m torch.distributed.run
---nproc-per-node N tests/dist_fit.py OUT MODE``.  Each rank writes ``OUT.<rank>.pt`` with its
-final classifier and generator states, history and pool, for ``tests/test_distributed.py``.
+"""Tiny ``InversionTrainer.fit`` runs under torchrun: ``python -m torch.distributed.run
+--nproc-per-node N tests/dist_fit.py OUT MODE [MODE ...]``.  For each mode every rank writes
+``OUT.<mode>.<rank>.pt`` with its final classifier and generator states, history and pool,
+for ``tests/test_distributed.py`` (one launch, several runs: a launch costs more than a run).
 
 ``MODE`` ``default``: the report28 classifier with BatchNorm and dropout, class-weighted CE and
 negatives (what a user runs).  ``exact``: nothing that depends on the split of a batch over
@@ -28,9 +29,15 @@ def _strip_batchnorm(module: torch.nn.Module) -> None:
             _strip_batchnorm(child)
 
 
-def main(out: str, mode: str) -> None:
+def main(out: str, modes: list[str]) -> None:
     torch.set_num_threads(1)
     distributed.setup("cpu")
+    for mode in modes:
+        run(f"{out}.{mode}", mode)
+    distributed.cleanup()
+
+
+def run(out: str, mode: str) -> None:
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
     x = (F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False) * 2 - 1).clamp(-1, 1)
@@ -65,8 +72,7 @@ def main(out: str, mode: str) -> None:
     torch.save({**plain, "classifier": trainer.classifier.state_dict(), "generator": trainer.generator.state_dict(),
                 "history": [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in history],
                 "pool": trainer.pool.raw().clone(), "world_size": w}, f"{out}.{distributed.rank()}.pt")
-    distributed.cleanup()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2:])

@@ -18,7 +18,7 @@ from niood_plugin import distributed
 from niood_plugin.data import BatchLoader, TensorData
 
 HERE = Path(__file__).parent
-SMOKE = ["run", "--preset", "smoke", "--quiet", "--test-limit", "100", "--epochs", "4", "--method", "inversion,standard,vos",
+SMOKE = ["run", "--preset", "smoke", "--quiet", "--test-limit", "100", "--epochs", "3", "--method", "inversion,standard,vos,fig",
          "--set", "inversion_steps=12", "--set", "samples_per_step=220"]
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
@@ -87,13 +87,20 @@ def _load(path):
     return torch.load(path, weights_only=False)
 
 
-def test_two_process_fit_equals_one_process_up_to_rounding(tmp_path):
+@pytest.fixture(scope="module")
+def two_process_fits(tmp_path_factory):
+    """One 2-process launch of both runs of tests/dist_fit.py."""
+    out = tmp_path_factory.mktemp("fit") / "two"
+    torchrun(2, str(HERE / "dist_fit.py"), str(out), "exact", "default")
+    return out
+
+
+def test_two_process_fit_equals_one_process_up_to_rounding(two_process_fits, tmp_path):
     """Without anything that depends on how a batch is split (BatchNorm, dropout, class-weighted
     CE), 2 processes at the same global batch are 1 process: same sampler order, garbage shares,
     synchronised gradients, gathered pool, all-reduced novelty means and figures."""
-    torchrun(2, str(HERE / "dist_fit.py"), str(tmp_path / "two"), "exact")
     torchrun(1, str(HERE / "dist_fit.py"), str(tmp_path / "one"), "exact")
-    two, one = _load(tmp_path / "two.0.pt"), _load(tmp_path / "one.0.pt")
+    two, one = _load(f"{two_process_fits}.exact.0.pt"), _load(tmp_path / "one.exact.0.pt")
     assert (two["world_size"], one["world_size"]) == (2, 1)
     assert torch.equal(two["pool"], one["pool"]) or (two["pool"].float() - one["pool"].float()).abs().max() <= 1
     for a, b in zip(two["history"], one["history"], strict=True):
@@ -117,11 +124,10 @@ def test_two_process_fit_equals_one_process_up_to_rounding(tmp_path):
         assert (v.float() - ref).norm() <= 0.01 * ref.norm() + 1e-6, ("plain", name)
 
 
-def test_two_process_fit_keeps_the_ranks_identical(tmp_path):
+def test_two_process_fit_keeps_the_ranks_identical(two_process_fits):
     """The user's setting (BatchNorm with per-rank statistics, dropout, weighted CE, negatives):
     both ranks end every epoch with the same weights, running statistics, history and pool."""
-    torchrun(2, str(HERE / "dist_fit.py"), str(tmp_path / "two"), "default")
-    r0, r1 = _load(tmp_path / "two.0.pt"), _load(tmp_path / "two.1.pt")
+    r0, r1 = _load(f"{two_process_fits}.default.0.pt"), _load(f"{two_process_fits}.default.1.pt")
     for key in ("classifier", "generator"):
         for name, v in r0[key].items():
             assert torch.equal(v, r1[key][name]), (key, name)
@@ -142,11 +148,11 @@ def two_process_run(tmp_path_factory):
 def test_two_process_bench_run_writes_one_results_folder(two_process_run):
     payload = json.loads((two_process_run / "results.json").read_text())
     assert payload["environment"]["world_size"] == 2 and payload["environment"]["backend"] == "gloo"
-    assert {r["method"] for r in payload["results"]} == {"inversion", "standard", "vos"}
+    assert {r["method"] for r in payload["results"]} == {"inversion", "standard", "vos", "fig"}
     assert (two_process_run / "results.csv").is_file() and (two_process_run / "results.md").is_file()
     assert not (two_process_run / "checkpoints").exists()  # finished: its checkpoints are removed
-    assert len(list((two_process_run / "models").glob("*.pt"))) == 3  # written once, by rank 0
-    assert [e["epoch"] for e in payload["methods"]["inversion"]["history"]] == [0, 1, 2, 3, 4]
+    assert len(list((two_process_run / "models").glob("*.pt"))) == 4  # written once, by rank 0
+    assert [e["epoch"] for e in payload["methods"]["inversion"]["history"]] == [0, 1, 2, 3]
 
 
 def _rank_pids(marker: str, rank: int) -> list[int]:
@@ -178,7 +184,7 @@ def test_sigkill_of_one_rank_then_resume_equals_an_uninterrupted_run(two_process
     assert proc.returncode != 0, log[-2000:]
     assert not (out / "results.json").exists()
     ckpt = torch.load(next((out / "checkpoints").glob("inversion-*.pt")), weights_only=True)
-    assert ckpt["world_size"] == 2 and len(ckpt["state"]["ranks"]) == 2 and ckpt["epoch"] < 4
+    assert ckpt["world_size"] == 2 and len(ckpt["state"]["ranks"]) == 2 and ckpt["epoch"] < 3
 
     torchrun(2, "-m", "niood_plugin.cli", *SMOKE, "--out", str(out), "--resume")
     resumed = json.loads((out / "results.json").read_text())

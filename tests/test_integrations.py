@@ -93,6 +93,9 @@ def test_openood_trainer_epoch_shape(digits28):
         net, metrics = trainer.train_epoch(epoch)
         assert set(metrics) == {"epoch_idx", "loss"} and metrics["epoch_idx"] == epoch and np.isfinite(metrics["loss"])
     assert len(garbage.pool) == 66  # the second epoch refreshed the garbage by inversion
+    normalised = [{"data": (b["data"] + 1) / 2 * 4 - 2, "label": b["label"]} for b in loader]  # mean/std style
+    with pytest.raises(ValueError, match="Normalize"):
+        InversionOpenOODTrainer(_model(), normalised, config, garbage=garbage)
 
 
 @pytest.mark.skipif(not _have("torch_uncertainty"), reason="torch-uncertainty is not installed")

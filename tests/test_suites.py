@@ -68,8 +68,26 @@ def test_named_suites_are_the_committed_benchmarks():
 def test_suite_flag_sets_the_id_and_ood_sets():
     cfg = _config(None, {"suite": "mnist", "preset": "smoke"}, ())
     assert (cfg.id, cfg.ood, cfg.suite) == ("mnist", list(MNISTOneVsRest.default_ood), "mnist")
-    cfg = _config(None, {"suite": "mnist", "ood": ["gaussian"]}, ())  # a flag wins over the suite
-    assert cfg.ood == ["gaussian"]
+    from niood_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--suite mnist sets ood"):  # one definition: no mixing
+        _config(None, {"suite": "mnist", "ood": ["gaussian"]}, ())
+    with pytest.raises(ConfigError, match="--suite mnist sets id"):
+        _config(None, {"suite": "mnist", "id": "cifar10"}, ())
+    assert _config(None, {"suite": "mnist", "id": "mnist"}, ()).ood == list(MNISTOneVsRest.default_ood)
+
+
+def test_a_suite_in_the_python_api_must_match_its_sets(tmp_path):
+    import dataclasses
+
+    from niood_plugin.bench.config import BenchConfig
+    from niood_plugin.bench.runner import validate
+    from niood_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="leave those to it"):
+        validate(BenchConfig(suite="cifar10", out=str(tmp_path / "a")).resolved())  # the default id is mnist
+    validate(dataclasses.replace(BenchConfig(**suite_settings("mnist")), suite="mnist",
+                                 out=str(tmp_path / "b")).resolved())
 
 
 def test_openood_suite_offline_fails_with_one_line(tmp_path):

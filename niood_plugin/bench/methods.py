@@ -150,7 +150,8 @@ def _train_like_standard(ctx: MethodContext, name: str, objective=None) -> Train
     if objective is not None:
         objective = objective(model, epochs)
         extra = {"objective": objective, "extra_params": getattr(objective, "trainable", list)()}
-    torch.manual_seed(ctx.cfg.seed)  # dropout masks: the same whatever ran before in this process
+    # dropout masks: the same whatever ran before in this process (and per rank under torchrun)
+    torch.manual_seed(distributed.rank_seed(ctx.cfg.seed))
     t0 = time.perf_counter()
     probe = ctx.probes(None)
     history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import TensorData, load_dataset, subset_indices, to_geometry
+from ..data import TensorData, get_spec, load_dataset, subset_indices, to_geometry
 from ..data.storage import resolve_root
 from ..errors import DatasetNotFoundError
 
@@ -37,12 +37,14 @@ class OpenOODSuite:
 def openood_suite(cfg: Any) -> OpenOODSuite:
     """The OpenOOD benchmark of ``cfg.id`` (``cfg.data_root``/openood), as in-memory tensors."""
     import pytorch_ood.benchmark as benchmarks
-    from torchvision.transforms import ToTensor
+    from torchvision.transforms import CenterCrop, Compose, Resize, ToTensor
 
     name, near = OPENOOD_BENCHMARKS[cfg.id]
     root = resolve_root(cfg.data_root) / "openood"
+    size = get_spec(cfg.id).shape[1]  # OpenOOD's own test-time preprocessing: resize, centre crop
     try:
-        bench = getattr(benchmarks, name)(root=str(root), transform=ToTensor(), download=True)
+        bench = getattr(benchmarks, name)(root=str(root), transform=Compose([Resize(size), CenterCrop(size),
+                                                                              ToTensor()]), download=True)
     except Exception as exc:  # no gdown, no network, or an incomplete download
         why = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise DatasetNotFoundError(

@@ -12,6 +12,7 @@ removes only its own checkpoints.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import torch
 from ..data import TensorData, dataset_status, get_spec, list_datasets, subset_indices
 from .. import distributed
 from ..errors import ConfigError
-from ..suites import OneVsRest, list_suites
+from ..suites import SUITES, OneVsRest, list_suites, suite_settings
 from . import plots
 from .feature_plots import feature_space
 from .config import ALL_DETECTORS, BenchConfig, check
@@ -86,6 +87,12 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
         raise ConfigError(f"{cfg.id!r} has no class labels and cannot be the in-distribution set")
     if cfg.suite is not None and cfg.suite not in list_suites():
         raise ConfigError(f"unknown suite {cfg.suite!r}; choose from {list_suites()}")
+    if cfg.suite in SUITES:
+        wanted = suite_settings(cfg.suite)
+        if any(getattr(cfg, k) != v for k, v in wanted.items()):
+            raise ConfigError(f"suite {cfg.suite!r} is id={wanted['id']!r}, ood={wanted['ood']}, ood_optional="
+                              f"{wanted['ood_optional']}: leave those to it (BenchConfig(**suite_settings(...)) in "
+                              "Python), or drop the suite")
     if cfg.suite == "openood":
         from .openood import OPENOOD_BENCHMARKS
 
@@ -203,11 +210,14 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     validate(cfg, "run")
     joins = distributed.launched() and not distributed.active()  # torchrun started us: join, and leave at the end
     device = distributed.setup(check_device(cfg.device))
+    ok = False
     try:
-        return _run(cfg, device, started, t_start, code, progress, resume, command, argv)
+        payload = _run(cfg, device, started, t_start, code, progress, resume, command, argv)
+        ok = True
+        return payload
     finally:
         if joins:
-            distributed.cleanup()
+            distributed.cleanup(barrier=ok)
 
 
 def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float, code: dict[str, Any],
@@ -221,7 +231,13 @@ def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float,
     np.random.seed(cfg.seed)
 
     t0 = time.perf_counter()
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 loads first: it alone downloads what is missing
     data = load_data(cfg)  # a missing or corrupt data set fails before the output folder exists
+    if distributed.is_main():
+        distributed.barrier()
+    if cfg.suite == "openood":  # record the sets scored, not the default list
+        cfg = dataclasses.replace(cfg, ood=list(data.oods), ood_optional=[])
     timings: dict[str, Any] = {"data_s": time.perf_counter() - t0, "train_s": {}, "score_s": {}}
     if distributed.is_main():
         prepare_out(out)

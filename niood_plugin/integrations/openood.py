@@ -103,18 +103,29 @@ class InversionOpenOODTrainer(BaseTrainer):
         ``dataset.num_classes`` = K)
     :param garbage: a :class:`~niood_plugin.GarbageSampler` (default: the library's for the
         images' shape, seeded by ``config.seed``)
+    :param class_counts: ID images per class; default: counted in one pass over the loader
+
+    The images must lie in [-1, 1], where the generator's garbage lies (OpenOOD's preprocessors
+    normalise by the data set's mean and std instead: use ``Normalize(0.5, 0.5)``).
     """
 
     def __init__(self, net: nn.Module, train_loader: DataLoader, config: Any,
-                 garbage: Optional[GarbageSampler] = None):
+                 garbage: Optional[GarbageSampler] = None, class_counts: Optional[Tensor] = None):
         super().__init__(net, train_loader, config)
         k = int(config.dataset.num_classes)
         device = module_device(net) or torch.device("cpu")
-        labels = [batch_xy(b)[1] for b in train_loader]  # one pass: class counts and the image shape
         x0 = batch_xy(next(iter(train_loader)))[0]
+        lo, hi = float(x0.min()), float(x0.max())
+        if lo < -1.001 or hi > 1.001:
+            raise ValueError(f"InversionOpenOODTrainer: training images range over [{lo:.3g}, {hi:.3g}], the "
+                             "garbage over [-1, 1]: normalise with Normalize(mean=0.5, std=0.5), not the data "
+                             "set's mean and std, or the garbage class is told apart by its value range")
+        if class_counts is None:
+            labels = torch.cat([torch.as_tensor(batch_xy(b)[1]) for b in train_loader])
+            class_counts = torch.bincount(labels.long(), minlength=k)
         self.garbage = garbage if garbage is not None else GarbageSampler(k, tuple(x0.shape[1:]), device=device,
-                                                 seed=int(getattr(config, "seed", 0) or 0))
-        self.garbage.start(torch.bincount(torch.cat(labels).long(), minlength=k))
+                                                                          seed=int(getattr(config, "seed", 0) or 0))
+        self.garbage.start(class_counts)
         self.loss = BackgroundClassLoss(n_classes=k)
         self.device = device
 
