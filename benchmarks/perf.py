@@ -228,6 +228,7 @@ def main() -> None:
     ap.add_argument("--skip-report-epoch", action="store_true")
     ap.add_argument("--only", choices=["all", "ddp"], default="all", help="ddp: only the 1 vs N processes scaling")
     ap.add_argument("--ddp-procs", default="1,2", help="numbers of processes for the scaling runs")
+    ap.add_argument("--ddp-repeats", type=int, default=3, help="alternating launches per number of processes")
     ap.add_argument("--ddp-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ddp_worker:
@@ -237,7 +238,7 @@ def main() -> None:
     t0 = time.perf_counter()
     code = git_state()  # the code that runs
     if args.only == "ddp":
-        ddp = ddp_scaling(args.device, [int(n) for n in args.ddp_procs.split(",")], args.n_train)
+        ddp = ddp_scaling(args.device, [int(n) for n in args.ddp_procs.split(",")], args.n_train, args.ddp_repeats)
         result = {"ddp": ddp, "environment": environment(device), "command": "python " + " ".join(sys.argv),
                   "wall_s": time.perf_counter() - t0, "code": code}
         out = Path(args.out)
@@ -293,45 +294,60 @@ def ddp_worker(out: str, device: str, n_train: int) -> None:
     distributed.cleanup()
 
 
-def ddp_scaling(device: str, procs: list[int], n_train: int) -> dict:
-    """One epoch with each number of processes in ``procs``, launched by torchrun, one after another."""
+def ddp_scaling(device: str, procs: list[int], n_train: int, repeats: int = 1) -> dict:
+    """One epoch with each number of processes in ``procs``, launched by torchrun one after
+    another, the sequence ``repeats`` times (alternating, so a slow spell of the machine hits
+    every setting); medians per setting."""
     import os
     import subprocess
     import tempfile
 
     cores = os.cpu_count() or 1
+    launches = []
+    for _ in range(repeats):
+        for n in procs:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "ddp.json"
+                env = dict(os.environ)
+                if device == "cpu":  # the machine's cores split between the processes
+                    env["OMP_NUM_THREADS"] = str(max(1, cores // n))
+                cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n), "--master-addr",
+                       "127.0.0.1", "--master-port", str(29600 + n), __file__, "--ddp-worker", str(out),
+                       "--device", device, "--n-train", str(n_train)]
+                t0 = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True)
+                launches.append({**json.loads(out.read_text()), "launch_wall_s": time.perf_counter() - t0,
+                                 "command": " ".join(cmd[1:]).replace(str(out), "OUT")})
     runs = []
     for n in procs:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "ddp.json"
-            env = dict(os.environ)
-            if device == "cpu":  # the machine's cores split between the processes
-                env["OMP_NUM_THREADS"] = str(max(1, cores // n))
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n), "--master-addr",
-                   "127.0.0.1", "--master-port", str(29600 + n), __file__, "--ddp-worker", str(out),
-                   "--device", device, "--n-train", str(n_train)]
-            t0 = time.perf_counter()
-            subprocess.run(cmd, env=env, check=True)
-            runs.append({**json.loads(out.read_text()), "launch_wall_s": time.perf_counter() - t0,
-                         "command": " ".join(cmd[1:]).replace(str(out), "OUT")})
+        mine = [x for x in launches if x["world_size"] == n]
+        row = {"world_size": n, "torch_threads": mine[0]["torch_threads"], "repeats": len(mine),
+               "launch_wall_s": statistics.median(x["launch_wall_s"] for x in mine)}
+        for k in ("inversion", "retrain"):
+            rates = [x[f"{k}_samples_per_s"] for x in mine]
+            row.update({f"{k}_samples_per_s": statistics.median(rates), f"{k}_min": min(rates), f"{k}_max": max(rates)})
+        runs.append(row)
     base = runs[0]
     for r in runs:
         for k in ("inversion", "retrain"):
             speedup = r[f"{k}_samples_per_s"] / base[f"{k}_samples_per_s"]
             r[f"{k}_speedup"] = speedup
             r[f"{k}_efficiency"] = speedup / (r["world_size"] / base["world_size"])
-    return {"n_train": n_train, "device": device, "runs": runs}
+    return {"n_train": n_train, "device": device, "runs": runs, "launches": launches}
 
 
 def render_ddp(r: dict) -> str:
     d = r["ddp"]
     lines = header(r, "perf: processes (torchrun)") + [
-        f"One InversionTrainer epoch, fast preset, {d['n_train']} synthetic 1x28x28 images, device {d['device']}.", "",
+        f"One InversionTrainer epoch, fast preset, {d['n_train']} synthetic 1x28x28 images, device {d['device']}; "
+        f"median (min-max) of {d['runs'][0].get('repeats', 1)} alternating launches per setting.", "",
         "| processes | threads each | inversion samples/s | speedup | efficiency | retraining samples/s | speedup "
         "| efficiency | launch wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for x in d["runs"]:
-        lines.append(f"| {x['world_size']} | {x['torch_threads']} | {x['inversion_samples_per_s']:.0f} | "
+        lines.append(f"| {x['world_size']} | {x['torch_threads']} | {x['inversion_samples_per_s']:.0f} "
+                     f"({x.get('inversion_min', 0):.0f}-{x.get('inversion_max', 0):.0f}) | "
                      f"{x['inversion_speedup']:.2f} | {x['inversion_efficiency']:.2f} | {x['retrain_samples_per_s']:.0f} "
+                     f"({x.get('retrain_min', 0):.0f}-{x.get('retrain_max', 0):.0f}) "
                      f"| {x['retrain_speedup']:.2f} | {x['retrain_efficiency']:.2f} | {x['launch_wall_s']:.0f} |")
     if d["device"] == "cpu":
         lines += ["", "On CPU the processes share the machine's cores (threads each = cores / processes), so the "
