@@ -151,9 +151,10 @@ def wrap(module: nn.Module, device: torch.device, find_unused_parameters: bool =
     if world_size() == 1:
         return module
     ids = [device] if torch.device(device).type == "cuda" else None
-    # broadcast_buffers=False: BatchNorm running statistics stay per rank and are averaged after
-    # each epoch (average_buffers), instead of rank 0's being copied to all before every forward
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False,
+    # forward_sync_buffers=False: BatchNorm running statistics stay per rank during an epoch and
+    # are averaged after it (average_buffers), instead of rank 0's being copied to all before
+    # every forward (buffers are still copied from rank 0 once, when DDP is built)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False,
                                                find_unused_parameters=find_unused_parameters)
 
 
