@@ -119,3 +119,29 @@ def test_openood_example_runs(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["openood_adapter.py", "--tiny"])
     runpy.run_path(str(Path(__file__).parent.parent / "examples" / "openood_adapter.py"), run_name="__main__")
     assert "OpenOOD metrics" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (_have("torch_uncertainty") and _have("lightning")), reason="torch-uncertainty is not installed")
+def test_torch_uncertainty_routine_reports_ue(digits28):
+    """ClassificationRoutine(eval_ood=True, ood_criterion=UECriterion(...)) in Lightning's test
+    loop: its ood/AUROC is UE's AUROC."""
+    from lightning.pytorch import Trainer
+    from pytorch_ood.metrics import OODMetrics
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch_uncertainty.routines import ClassificationRoutine
+
+    from niood_plugin.integrations.torch_uncertainty import UECriterion
+
+    x, y = digits28[0][:300], digits28[1][:300]
+    ood = torch.rand(300, 1, 28, 28) * 2 - 1
+    model = _model()
+    routine = ClassificationRoutine(model, num_classes=11, loss=torch.nn.CrossEntropyLoss(), eval_ood=True,
+                                    ood_criterion=UECriterion(garbage_index=10))
+    loaders = [DataLoader(TensorDataset(x, y), batch_size=100),
+               DataLoader(TensorDataset(ood, torch.zeros(300, dtype=torch.long)), batch_size=100)]
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    result = trainer.test(routine, dataloaders=loaders, verbose=False)[0]
+    with torch.no_grad():
+        scores = UEDetector(model.eval(), 10, "combined").predict(torch.cat([x, ood]))
+    ours = OODMetrics().update(scores, torch.cat([torch.zeros(300), -torch.ones(300)]).long()).compute()
+    assert result["ood/AUROC"] == pytest.approx(ours["AUROC"], abs=1e-4)
