@@ -6,8 +6,8 @@
 Loads the model ``niood-bench run --config ...`` cached, scores it with
 ``niood_plugin.suites`` (pytorch-ood's ``Benchmark.evaluate`` and ``OODMetrics``) and prints its
 AUROC beside the AUROC in the run's ``results.json``: one definition of each suite means the
-two agree.  Detectors: ``ue`` (UEDetector, the run's ``ue_variant``), ``garbage``, ``msp``
-(the K ID logits).
+two agree.  Detectors: the harness's own (``niood_plugin.bench.detectors.build``) that need no
+fitting: ``ue`` (the run's ``ue_variant``), ``ue-id``, ``garbage``, ``msp``, ``energy``, ...
 """
 from __future__ import annotations
 
@@ -18,12 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from pytorch_ood.detector import MaxSoftmax
-
-from niood_plugin import UEDetector
+from niood_plugin.bench.detectors import build
 from niood_plugin.bench.runner import ModelSource, load_data
 from niood_plugin.cli import _config
-from niood_plugin.models import DropOutput
 from niood_plugin.suites import OneVsRest
 
 
@@ -39,15 +36,12 @@ def main() -> None:
     cfg = dataclasses.replace(_config(args.config, {}, ()), cache_dir=args.cache_dir).resolved()
     data = load_data(cfg)
     tm = ModelSource(cfg, data, torch.device("cpu"), False, False, train_missing=False).get(args.method)
-    gi = tm.garbage_index
-    build = {"ue": lambda: UEDetector(tm.model, gi, cfg.ue_variant if gi is not None else None),
-             "garbage": lambda: UEDetector(tm.model, gi, "garbage"),
-             "msp": lambda: MaxSoftmax(DropOutput(tm.model, gi) if gi is not None else tm.model)}
     names = args.detectors.split(",")
     suite = OneVsRest(cfg.data_root, id=cfg.id, ood=cfg.ood, ood_optional=cfg.ood_optional,
                       train_limit=cfg.train_limit, test_limit=cfg.test_limit, seed=cfg.seed)
     rows = [(n, r) for n in names  # one detector a call: rows of a list come per data set, then detector
-            for r in suite.evaluate(build[n](), loader_kwargs={"batch_size": args.batch_size})]
+            for r in suite.evaluate(build(n, tm, cfg.ue_variant, None).detector,  # the harness's own detectors
+                                    loader_kwargs={"batch_size": args.batch_size})]
     committed = {(r["detector"], r["ood"]): r["auroc"]
                  for r in json.loads((Path(cfg.out) / "results.json").read_text())["results"]
                  if r["method"] == args.method}

@@ -281,8 +281,6 @@ class InversionTrainer:
                                       progress=self.progress, channels_last=self.channels_last,
                                       generator_chunk=self.generator_chunk)
         self.generator = self.garbage.generator
-        self._rng = self.garbage.rng  # shared: the same draws on every rank
-        self._rank_rng = self.garbage.rank_rng  # per rank (the shared one in one process)
         train_model = distributed.FeaturesAndLogits(self.classifier) if cfg.novelty else self.classifier
         self._train_model = distributed.wrap(train_model, self.device)
         self._clf_opt = torch.optim.Adam(self.classifier.parameters(), lr=cfg.classifier_lr)
@@ -351,7 +349,7 @@ class InversionTrainer:
     def _rank_state(self, loader: Iterable) -> dict[str, Tensor]:
         """This rank's own random states (the shared generator is in :meth:`state_dict`)."""
         gen = checkpoint.loader_generator(loader)
-        return {"rng": self._rank_rng.get_state(), "torch_rng": torch.get_rng_state(),
+        return {"rng": self.garbage.rank_rng.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0),
                 "loader_rng": gen.get_state() if gen is not None else torch.empty(0)}
 
@@ -384,7 +382,7 @@ class InversionTrainer:
         self.history = json.loads(state["history"])
         if "ranks" in state:  # this rank's own states
             own = state["ranks"][distributed.rank()]
-            self._rank_rng.set_state(own["rng"])
+            self.garbage.rank_rng.set_state(own["rng"])
             torch.set_rng_state(own["torch_rng"])
             if self.device.type == "cuda" and own["cuda_rng"].numel():
                 torch.cuda.set_rng_state(own["cuda_rng"], self.device)

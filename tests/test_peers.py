@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from pytorch_ood.api import Detector, ModelNotSetException, RequiresFittingException
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -18,32 +17,18 @@ from niood_plugin.peers import (BALDetector, BALTrainer, FIGTrainer, fig_loss, l
 from niood_plugin.peers.bal import (FeatureDiscriminator, FeatureGenerator, bal_discriminator_loss,
                                     bal_generator_loss, fgsm_latent, shuffle_labels)
 
-from peer_task import K, SHAPE, one_thread, template_data  # noqa: F401 (one_thread: autouse fixture)
+from peer_task import (K, SHAPE, LinearOnIdentity, one_thread, template_data,  # noqa: F401 (autouse)
+                       train_template_model)
 
 
 @pytest.fixture(scope="module")
 def pretrained():
     """A report28 classifier (ncf=8) trained to ~100% on the template task (3 epochs: it is then
     only moderately confident on uniform noise, ~0.45 mean max-softmax)."""
-    torch.manual_seed(0)
+    model = train_template_model(200)
     x, y = template_data(200)
-    model = build_classifier("report28", num_outputs=K, in_channels=1, ncf=8)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped: runs before the function-scoped one_thread
-    try:
-        for _ in range(3):
-            for i in range(0, 200, 50):
-                loss = F.cross_entropy(model(x[i:i + 50]), y[i:i + 50])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
     with torch.no_grad():
         assert (model(x).argmax(1) == y).float().mean() > 0.95
-    model.zero_grad(set_to_none=True)
     return model
 
 
@@ -192,24 +177,9 @@ def test_bal_losses_hand_values():
     assert g_parts["loss"].item() == pytest.approx(-math.log(2) + 0.02)
 
 
-class _Identity2D(nn.Module):
+def _identity_2d():
     """features() is the identity on 2-D points; head() a fixed linear classifier."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 2)
-        with torch.no_grad():
-            self.lin.weight.copy_(torch.tensor([[1.0, 1.0], [-1.0, -1.0]]))
-            self.lin.bias.zero_()
-
-    def features(self, x):
-        return x
-
-    def head(self, f):
-        return self.lin(f)
-
-    def forward(self, x):
-        return self.head(self.features(x))
+    return LinearOnIdentity(torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), torch.zeros(2))
 
 
 def _blobs(n: int, g: torch.Generator):
@@ -223,7 +193,7 @@ def test_bal_discriminator_separates_uniform_from_id():
     x, y = _blobs(512, g)
     loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
-    trainer = BALTrainer(_Identity2D(), 2, latent_dim=8, hidden_dim=64, lr_d=1e-3, lr_g=1e-3,
+    trainer = BALTrainer(_identity_2d(), 2, latent_dim=8, hidden_dim=64, lr_d=1e-3, lr_g=1e-3,
                          progress=False)
     history = trainer.fit(loader, epochs=10)
     assert history[-1]["p_uniform"] < history[-1]["p_id"]

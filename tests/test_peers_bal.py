@@ -6,31 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from torch import nn
 
 from niood_plugin.peers.bal import BALTrainer, uniform_ood_features
+
+from peer_task import LinearOnIdentity
 
 DIM, K = 16, 3
 
 
-class _IdentityFeatures(nn.Module):
+def _identity_features(centres: torch.Tensor):
     """features() is the identity on DIM-d vectors; head() a fixed linear classifier on the class centres."""
-
-    def __init__(self, centres: torch.Tensor):
-        super().__init__()
-        self.lin = nn.Linear(DIM, K)
-        with torch.no_grad():
-            self.lin.weight.copy_(centres)
-            self.lin.bias.copy_(-0.5 * (centres ** 2).sum(1))
-
-    def features(self, x):
-        return x
-
-    def head(self, f):
-        return self.lin(f)
-
-    def forward(self, x):
-        return self.head(self.features(x))
+    return LinearOnIdentity(centres, -0.5 * (centres ** 2).sum(1))
 
 
 def _centres() -> torch.Tensor:
@@ -58,7 +44,7 @@ def _train(**kw) -> tuple[BALTrainer, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     x, y = _clusters(3000, centres, g)
     torch.manual_seed(0)
-    trainer = BALTrainer(_IdentityFeatures(centres), K, latent_dim=8, progress=False, **kw)
+    trainer = BALTrainer(_identity_features(centres), K, latent_dim=8, progress=False, **kw)
     trainer.fit(_Loader(x, y), epochs=10)
     x_test, _ = _clusters(600, centres, g)
     return trainer, x_test, x
@@ -82,7 +68,7 @@ def test_uniform_ood_features_margin_widens_the_batch_box():
 
 def test_bal_defaults_are_the_chosen_reading():
     centres = _centres()
-    t = BALTrainer(_IdentityFeatures(centres), K, progress=False)
+    t = BALTrainer(_identity_features(centres), K, progress=False)
     # chosen on MNIST validation outliers (issue 21); lambda_c, lambda_g and the box are the paper's
     assert t.hidden_dim == 512 and t.fgsm_std == 5.0 and t.lr_g == 1e-3 and t.lr_d == 2e-4
     assert t.box_margin == 0.0 and t.lambda_c == 0.7 and t.lambda_g == 0.01

@@ -5,37 +5,18 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from niood_plugin.models import build_classifier
 from niood_plugin.peers import FIGTrainer, fig_loss
 
-from peer_task import K, SHAPE, one_thread, template_data  # noqa: F401 (one_thread: autouse fixture)
+from peer_task import K, SHAPE, one_thread, template_data, train_template_model  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="module")
 def overconfident():
     """A report28 classifier (ncf=8) trained on the template task: over-confident (mean
     max-softmax > 0.9) on its own implicit generator's samples, but not saturated."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        x, y = template_data(200)
-        model = build_classifier("report28", num_outputs=K, in_channels=1, ncf=8)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(3):
-            for i in range(0, 200, 50):
-                loss = F.cross_entropy(model(x[i:i + 50]), y[i:i + 50])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    return model
+    return train_template_model(200)
 
 
 def _loader(seed: int = 0, batch_size: int = 50):
