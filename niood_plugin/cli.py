@@ -14,7 +14,6 @@ Errors are one line on stderr:
 from __future__ import annotations
 
 import functools
-import linecache
 import logging
 import os
 import shlex
@@ -29,50 +28,25 @@ from .errors import NioodError
 EXIT_USAGE = 2
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-@functools.lru_cache(maxsize=64)
-def _raise_lines(filename: str) -> frozenset:
-    """The line numbers covered by ``raise`` statements in the source file ``filename``."""
-    import ast
-
-    try:
-        tree = ast.parse("".join(linecache.getlines(filename)))
-    except (SyntaxError, ValueError):
-        return frozenset()
-    return frozenset(line for node in ast.walk(tree) if isinstance(node, ast.Raise)
-                     for line in range(node.lineno, (node.end_lineno or node.lineno) + 1))
-
-
-def _explicit_check(exc: BaseException) -> bool:
-    """Whether ``exc`` (a ValueError/TypeError) comes from a ``raise`` statement of this package,
-    i.e. one of its input checks, rather than from a mistake inside it or inside a library."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename
-    if not str(Path(filename).resolve()).startswith(_PACKAGE_DIR + os.sep):
-        return False
-    return tb.tb_lineno in _raise_lines(filename)
-
-
 def user_message(exc: BaseException) -> Optional[str]:
-    """The one-line message of a user error, or ``None`` if ``exc`` is a bug."""
+    """The one-line message of a user error, or ``None`` if ``exc`` is a bug.
+
+    User errors are decided by type alone: the library's own :class:`~niood_plugin.errors.NioodError`
+    (every input check raises one) and ``OSError`` (the file system); anything else, a plain
+    ``ValueError`` from inside torch included, is a bug of ours: an input the library should
+    have checked first."""
     if isinstance(exc, NioodError):
         return _one_line(str(exc)) or type(exc).__name__
     if isinstance(exc, OSError):
         what = exc.strerror or _one_line(str(exc)) or type(exc).__name__
         where = f": {exc.filename}" if exc.filename else ""
         return f"{what}{where}"
-    if isinstance(exc, (ValueError, TypeError)) and _explicit_check(exc):
-        return _one_line(str(exc)) or type(exc).__name__
     return None
 
 

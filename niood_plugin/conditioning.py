@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .models.report import CONDITIONINGS
+from .errors import InvalidArgumentError
 
 
 @dataclass
@@ -64,11 +65,11 @@ def sample_conditioning(kind: str, n: int, num_classes: int, labels: Tensor | No
                         generator: torch.Generator | None = None) -> Conditioning:
     """Draw ``n`` conditionings of ``kind`` (``vector``, ``matrix``, ``vector-matrix``)."""
     if kind not in CONDITIONINGS:
-        raise ValueError(f"unknown conditioning {kind!r}; choose one of {CONDITIONINGS}")
+        raise InvalidArgumentError(f"unknown conditioning {kind!r}; choose one of {CONDITIONINGS}")
     if labels is None:
         labels = torch.randint(num_classes, (n,), generator=generator)
     elif labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        raise InvalidArgumentError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     vector = matrix = None
     if kind in ("vector", "vector-matrix"):
         vector = conditioning_vectors(labels, num_classes, temperature, generator)

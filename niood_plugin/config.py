@@ -15,6 +15,7 @@ from typing import Any, Optional
 from .models.report import CONDITIONINGS
 from .pool import POLICIES
 from .validation import Boolean, Interval, Options, validate_params
+from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["InversionConfig", "LR_SCHEDULES"]
 
@@ -76,11 +77,11 @@ class InversionConfig:
         """Check every field against :attr:`constraints` and the fields against each other."""
         validate_params(asdict(self), self.constraints, "InversionConfig")
         if self.pool_capacity is None and self.pool_policy != "all":
-            raise ValueError(f"pool_policy {self.pool_policy!r} needs a pool_capacity (or use pool_policy='all')")
+            raise InvalidArgumentError(f"pool_policy {self.pool_policy!r} needs a pool_capacity (or use pool_policy='all')")
         if self.pool_policy == "all" and self.pool_capacity is not None:
             need = self.epochs * (self.garbage_per_epoch or self.samples_per_step)
             if need > self.pool_capacity:
-                raise ValueError(f"pool_policy 'all' would hold {need} images but pool_capacity is "
+                raise InvalidArgumentError(f"pool_policy 'all' would hold {need} images but pool_capacity is "
                                  f"{self.pool_capacity}: raise pool_capacity, set it to None (unbounded), "
                                  "or use 'fifo'/'reservoir'")
         return self
@@ -103,7 +104,7 @@ class InversionConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise TypeError(f"unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
+            raise InvalidTypeError(f"unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
         values = get_preset(preset, dataset) if preset else {}
         values.update(overrides)  # an explicit None is kept (pool_capacity=None: unbounded)
         return replace(cls(), **values).validate()

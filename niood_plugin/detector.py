@@ -11,6 +11,7 @@ from torch.nn import Module
 
 from .scores import ue_from_probs
 from .training import id_logits
+from .errors import InvalidArgumentError, InvalidTypeError
 
 log = logging.getLogger(__name__)
 
@@ -19,25 +20,25 @@ VARIANTS = ("combined", "id", "full", "garbage")
 
 def _check_logits(logits: Tensor, garbage_index: Optional[int]) -> None:
     if not isinstance(logits, Tensor):
-        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+        raise InvalidTypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if logits.dim() != 2:
-        raise ValueError(f"logits must have shape [batch, classes], got shape {tuple(logits.shape)}")
+        raise InvalidArgumentError(f"logits must have shape [batch, classes], got shape {tuple(logits.shape)}")
     if logits.shape[0] == 0:
-        raise ValueError("logits is empty (batch size 0): pass at least one row")
+        raise InvalidArgumentError("logits is empty (batch size 0): pass at least one row")
     if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got {logits.dtype}; cast with .float()")
+        raise InvalidTypeError(f"logits must be a floating-point tensor, got {logits.dtype}; cast with .float()")
     if logits.shape[1] < 2:
-        raise ValueError(f"UE needs at least 2 outputs, got {logits.shape[1]}")
+        raise InvalidArgumentError(f"UE needs at least 2 outputs, got {logits.shape[1]}")
     if not torch.isfinite(logits).all():
-        raise ValueError("logits contain NaN or Inf: check the model and its input")
+        raise InvalidArgumentError("logits contain NaN or Inf: check the model and its input")
     if garbage_index is not None:
         if isinstance(garbage_index, bool) or not isinstance(garbage_index, int):
-            raise TypeError(f"garbage_index must be an int or None, got {garbage_index!r}")
+            raise InvalidTypeError(f"garbage_index must be an int or None, got {garbage_index!r}")
         n = logits.shape[1]
         if not -n <= garbage_index < n:
-            raise ValueError(f"garbage_index {garbage_index} is out of range for {n} outputs")
+            raise InvalidArgumentError(f"garbage_index {garbage_index} is out of range for {n} outputs")
         if n < 3:
-            raise ValueError(f"with a garbage class the model needs >= 3 outputs (K >= 2), got {n}")
+            raise InvalidArgumentError(f"with a garbage class the model needs >= 3 outputs (K >= 2), got {n}")
 
 
 class UEDetector(LogitsDetector):
@@ -98,11 +99,11 @@ class UEDetector(LogitsDetector):
         super().__init__()
         variant = default_variant(garbage_index) if variant is None else variant
         if variant not in VARIANTS:
-            raise ValueError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
+            raise InvalidArgumentError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
         if garbage_index is None and variant in ("id", "garbage"):
-            raise ValueError(f"variant {variant!r} needs garbage_index (the garbage output's index)")
+            raise InvalidArgumentError(f"variant {variant!r} needs garbage_index (the garbage output's index)")
         if garbage_index is not None and (isinstance(garbage_index, bool) or not isinstance(garbage_index, int)):
-            raise TypeError(f"garbage_index must be an int or None, got {type(garbage_index).__name__}")
+            raise InvalidTypeError(f"garbage_index must be an int or None, got {type(garbage_index).__name__}")
         self.model = model
         self.garbage_index = garbage_index
         self.variant = variant
@@ -113,11 +114,11 @@ class UEDetector(LogitsDetector):
             raise ModelNotSetException
         if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must be a non-empty batch [B, ...], got {shape}")
+            raise InvalidArgumentError(f"x must be a non-empty batch [B, ...], got {shape}")
         if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got {x.dtype}: convert images to float")
+            raise InvalidTypeError(f"x must be a floating-point tensor, got {x.dtype}: convert images to float")
         if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or Inf values")
+            raise InvalidArgumentError("x contains NaN or Inf values")
         return super().predict(x)
 
     def predict_logits(self, logits: Tensor) -> Tensor:
@@ -135,10 +136,10 @@ class UEDetector(LogitsDetector):
         logits = logits.float()
         if garbage_index is None:
             if variant not in ("combined", "full"):
-                raise ValueError(f"variant {variant!r} needs garbage_index")
+                raise InvalidArgumentError(f"variant {variant!r} needs garbage_index")
             return ue_from_probs(torch.softmax(logits, dim=1))
         if variant not in VARIANTS:
-            raise ValueError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
+            raise InvalidArgumentError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
         n = logits.shape[1]
         g = garbage_index % n
         if variant == "full":

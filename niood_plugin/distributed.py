@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidArgumentError
 
 __all__ = ["active", "rank", "world_size", "is_main", "launched", "setup", "cleanup", "backend_for", "rank_seed",
            "shard", "sampler", "check_sharded", "wrap", "FeaturesAndLogits", "all_reduce_grads", "all_reduce_sum", "all_reduce_sum_tensor",
@@ -127,7 +127,7 @@ def check_sharded(loader: Iterable, owner: str) -> None:
         return
     s = getattr(loader, "sampler", None)
     if getattr(s, "num_replicas", None) != w:
-        raise ValueError(f"{owner}: this process is one of {w} (torch.distributed), but the train loader does not "
+        raise InvalidArgumentError(f"{owner}: this process is one of {w} (torch.distributed), but the train loader does not "
                          f"shard the data: give it sampler=torch.utils.data.DistributedSampler(dataset) (for a "
                          f"TensorData: data.loader(..., distributed=True)); otherwise every rank trains on all of it")
 

@@ -39,6 +39,7 @@ from .negatives import Negatives
 from .pool import GarbagePool, dequantize, quantize
 from .training import check_image_shape
 from .validation import Boolean, InstanceOf, Interval, validate_params
+from .errors import InvalidArgumentError
 
 __all__ = ["GarbageSampler"]
 
@@ -82,7 +83,7 @@ class GarbageSampler:
                              progress=progress, channels_last=channels_last, generator_chunk=generator_chunk),
                         self._parameter_constraints, "GarbageSampler")
         if config is not None and (preset is not None or hyperparameters):
-            raise ValueError("GarbageSampler: give either config or preset/hyperparameters, not both")
+            raise InvalidArgumentError("GarbageSampler: give either config or preset/hyperparameters, not both")
         self.num_classes, self.image_shape = num_classes, check_image_shape(image_shape)
         self.config = config if config is not None else InversionConfig.from_preset(preset, dataset,
                                                                                      **hyperparameters)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from .errors import InvalidArgumentError
 
 
 def kl_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -70,9 +71,9 @@ class InversionLossWeights:
         for name in ("alpha", "beta", "gamma", "delta"):
             value = getattr(self, name)
             if not (value >= 0.0) or value != value or value == float("inf"):
-                raise ValueError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
+                raise InvalidArgumentError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
         if self.alpha == self.beta == self.gamma == self.delta == 0:
-            raise ValueError("all inversion loss weights are 0: set at least one of alpha, beta, gamma, delta")
+            raise InvalidArgumentError("all inversion loss weights are 0: set at least one of alpha, beta, gamma, delta")
 
 
 def inversion_loss(logits: Tensor, features: Tensor, labels: Tensor, target: Tensor,

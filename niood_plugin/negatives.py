@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .validation import Interval, validate_params
+from .errors import InvalidArgumentError
 
 KINDS = ("jigsaw", "rotate", "warp")
 WARP_CELLS = 4       # default control points per side of the displacement field
@@ -47,7 +48,7 @@ def parse_kinds(spec: str) -> tuple[str, ...]:
     tuple; ``ValueError`` otherwise."""
     kinds = tuple(spec.split("+")) if isinstance(spec, str) else ()
     if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
-        raise ValueError(f"negatives must be one of {KINDS} or several joined by '+', each once "
+        raise InvalidArgumentError(f"negatives must be one of {KINDS} or several joined by '+', each once "
                          f"(e.g. 'jigsaw+rotate'), got {spec!r}")
     return kinds
 
@@ -55,9 +56,9 @@ def parse_kinds(spec: str) -> tuple[str, ...]:
 def check_warp(cells: int, strength: float) -> None:
     """Raise ``ValueError`` unless ``cells`` >= 2 and ``strength`` >= 0 describe a displacement field."""
     if not isinstance(cells, int) or isinstance(cells, bool) or cells < 2:
-        raise ValueError(f"warp_cells must be an int >= 2 (control points per side), got {cells!r}")
+        raise InvalidArgumentError(f"warp_cells must be an int >= 2 (control points per side), got {cells!r}")
     if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not 0 <= strength < float("inf"):
-        raise ValueError(f"warp_strength must be a finite number >= 0 (offset std in half-widths), got {strength!r}")
+        raise InvalidArgumentError(f"warp_strength must be a finite number >= 0 (offset std in half-widths), got {strength!r}")
 
 
 def check_negatives(kinds: Sequence[str], grid: int, image_shape: tuple[int, ...]) -> None:
@@ -65,17 +66,17 @@ def check_negatives(kinds: Sequence[str], grid: int, image_shape: tuple[int, ...
     if "jigsaw" in kinds:
         check_jigsaw_grid(grid, image_shape)
     if "rotate" in kinds and image_shape[-1] != image_shape[-2]:
-        raise ValueError(f"rotate negatives need square images, got {image_shape[-2]}x{image_shape[-1]}: "
+        raise InvalidArgumentError(f"rotate negatives need square images, got {image_shape[-2]}x{image_shape[-1]}: "
                          "use negatives='jigsaw'")
 
 
 def check_jigsaw_grid(grid: int, image_shape: tuple[int, ...]) -> None:
     """Raise ``ValueError`` unless ``grid`` >= 2 divides the height and width of ``image_shape`` (C, H, W)."""
     if not isinstance(grid, int) or isinstance(grid, bool) or grid < 2:
-        raise ValueError(f"jigsaw_grid must be an int >= 2, got {grid!r}")
+        raise InvalidArgumentError(f"jigsaw_grid must be an int >= 2, got {grid!r}")
     h, w = image_shape[-2:]
     if h % grid or w % grid:
-        raise ValueError(f"jigsaw_grid {grid} does not divide the image size {h}x{w}: "
+        raise InvalidArgumentError(f"jigsaw_grid {grid} does not divide the image size {h}x{w}: "
                          f"choose a divisor of both (e.g. {_divisors(h, w)})")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from .errors import InvalidArgumentError
 
 POLICIES = ("all", "fifo", "reservoir")
 
@@ -36,11 +37,11 @@ class GarbagePool:
     def __init__(self, image_shape: tuple[int, ...], capacity: int | None = 100_000,
                  policy: str = "reservoir", seed: int = 0):
         if policy not in POLICIES:
-            raise ValueError(f"unknown pool policy {policy!r}; choose one of {POLICIES}")
+            raise InvalidArgumentError(f"unknown pool policy {policy!r}; choose one of {POLICIES}")
         if capacity is None and policy != "all":
-            raise ValueError(f"policy {policy!r} needs a capacity (an int > 0)")
+            raise InvalidArgumentError(f"policy {policy!r} needs a capacity (an int > 0)")
         if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
-            raise ValueError(f"pool capacity must be a positive int or None, got {capacity!r}")
+            raise InvalidArgumentError(f"pool capacity must be a positive int or None, got {capacity!r}")
         self.image_shape = tuple(image_shape)
         self.capacity = capacity
         self.policy = policy
@@ -67,7 +68,7 @@ class GarbagePool:
     def add(self, images: Tensor) -> None:
         """Offer a batch ``[B, *image_shape]`` of images in [-1, 1]."""
         if tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"pool holds images of shape {self.image_shape}, got {tuple(images.shape[1:])}")
+            raise InvalidArgumentError(f"pool holds images of shape {self.image_shape}, got {tuple(images.shape[1:])}")
         q = quantize(images.cpu())
         n = q.shape[0]
         if self.policy == "all":
@@ -126,7 +127,7 @@ class GarbagePool:
     def load_state_dict(self, state: dict) -> None:
         cap = None if int(state["capacity"]) < 0 else int(state["capacity"])
         if cap != self.capacity or state["policy"] != self.policy:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"pool state is for capacity={cap}, policy={state['policy']!r} but this pool has "
                 f"capacity={self.capacity}, policy={self.policy!r}"
             )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .registry import Registry
+from .errors import InvalidArgumentError
 
 PRESETS: Registry[dict[str, Any]] = Registry("preset")
 
@@ -46,11 +47,11 @@ def get_preset(name: str, dataset: Optional[str] = None) -> dict[str, Any]:
     """The overrides of preset ``name``; ``"report"`` needs ``dataset`` (e.g. ``"mnist"``)."""
     if name == "report":
         if dataset is None:
-            raise ValueError("preset 'report' depends on the dataset: pass dataset='mnist' (or use 'report-mnist')")
+            raise InvalidArgumentError("preset 'report' depends on the dataset: pass dataset='mnist' (or use 'report-mnist')")
         known = [k[len("report-"):] for k in PRESETS.list() if k.startswith("report-")]
         if f"report-{dataset}" not in PRESETS:
-            raise ValueError(f"the report has no settings for {dataset!r}; it has {known}")
+            raise InvalidArgumentError(f"the report has no settings for {dataset!r}; it has {known}")
         name = f"report-{dataset}"
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {list_presets()}")
+        raise InvalidArgumentError(f"unknown preset {name!r}; choose one of {list_presets()}")
     return dict(PRESETS.get(name))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Generic, Iterator, Optional, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidArgumentError, InvalidTypeError
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: Optional[T] = None) -> Any:
         """``register(name, obj)`` or ``@register(name)``; returns ``obj``."""
         if not isinstance(name, str) or not name:
-            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+            raise InvalidArgumentError(f"a {self.kind} name must be a non-empty string, got {name!r}")
 
         def add(o: T) -> T:
             if name in self._entries:
@@ -59,7 +59,7 @@ class Registry(Generic[T]):
         """Call the factory registered under ``name`` with the given arguments."""
         factory = self.get(name)
         if not callable(factory):
-            raise TypeError(f"{self.kind} {name!r} is not a factory; use get()")
+            raise InvalidTypeError(f"{self.kind} {name!r} is not a factory; use get()")
         return factory(*args, **kwargs)  # type: ignore[operator]
 
     def list(self) -> list[str]:

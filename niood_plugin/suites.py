@@ -25,7 +25,7 @@ from pytorch_ood.benchmark import Benchmark
 from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
 from .data import TensorData, dataset_status, load_dataset
-from .errors import ConfigError, DatasetNotFoundError
+from .errors import ConfigError, DatasetNotFoundError, InvalidArgumentError
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class OneVsRest(Benchmark):
         """Per OOD set (in :attr:`ood_names` order): ID test + that set with targets -1; with
         ``unknown=False`` the ID test set alone, with ``known=False`` the OOD sets alone."""
         if not (known or unknown):
-            raise ValueError("test_sets: known and unknown cannot both be False")
+            raise InvalidArgumentError("test_sets: known and unknown cannot both be False")
         oods = [TensorDataset(o.x, torch.full((len(o),), -1, dtype=torch.long)) for o in self.oods.values()]
         if not unknown:
             return [self.test.dataset()]

@@ -50,6 +50,7 @@ from .pool import GarbagePool
 from .scores import per_class_metrics
 from .training import check_image_shape, check_labels, check_loader, class_weights, lr_scheduler, progress
 from .validation import Boolean, InstanceOf, Interval, validate_params
+from .errors import CallOrderError, InvalidArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ class InversionTrainer:
         x = check_loader(loader, self.image_shape, self.num_classes)
         distributed.check_sharded(loader, "InversionTrainer.fit")
         if not any(p.requires_grad for p in self.classifier.parameters()):
-            raise ValueError("every parameter of the classifier is frozen (requires_grad=False): nothing to train")
+            raise InvalidArgumentError("every parameter of the classifier is frozen (requires_grad=False): nothing to train")
         if ckpt is not None:
             checkpoint.check_writable(ckpt)
         cfg = self.config
@@ -301,7 +302,7 @@ class InversionTrainer:
         with torch.inference_mode():
             out = self.classifier(x[:2].to(self.device))
         if out.dim() != 2 or out.shape[1] != self.num_classes + 1:
-            raise ValueError(f"the classifier returns {tuple(out.shape[1:])} outputs but needs {self.num_classes + 1} "
+            raise InvalidArgumentError(f"the classifier returns {tuple(out.shape[1:])} outputs but needs {self.num_classes + 1} "
                              f"({self.num_classes} ID classes + 1 garbage); build it with num_outputs="
                              f"{self.num_classes + 1}")
 
@@ -334,7 +335,7 @@ class InversionTrainer:
         """Images of the trained generator for conditioning ``labels`` (see
         :meth:`Inverter.generate <niood_plugin.inversion.Inverter.generate>`)."""
         if self.inverter is None:
-            raise RuntimeError("InversionTrainer.generate() needs a trained generator: call fit() (or fit(resume=...)) "
+            raise CallOrderError("InversionTrainer.generate() needs a trained generator: call fit() (or fit(resume=...)) "
                                "first")
         return self.inverter.generate(labels, z, cond)
 

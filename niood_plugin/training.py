@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from .models.layout import as_channels_last
+from .errors import InvalidArgumentError, InvalidTypeError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_epochs: 
         return LambdaLR(optimizer, lambda e: 1.0)
     if schedule == "cosine":
         return LambdaLR(optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * e / total_epochs)))
-    raise ValueError(f"unknown lr schedule {schedule!r}; choose 'constant' or 'cosine'")
+    raise InvalidArgumentError(f"unknown lr schedule {schedule!r}; choose 'constant' or 'cosine'")
 
 
 def id_logits(logits: Tensor, garbage_index: Optional[int]) -> Tensor:
@@ -47,7 +48,7 @@ def class_weights(counts: Tensor) -> Tensor:
     counts = torch.as_tensor(counts).long().cpu()
     present = torch.nonzero(counts > 0).flatten().numpy()
     if present.size == 0:
-        raise ValueError("class_weights: every class count is 0")
+        raise InvalidArgumentError("class_weights: every class count is 0")
     y = np.repeat(present, counts[present].numpy())
     w = np.zeros(counts.shape[0], dtype=np.float64)
     w[present] = compute_class_weight("balanced", classes=present, y=y)
@@ -167,31 +168,31 @@ def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     """``image_shape`` as a ``(C, H, W)`` tuple of positive ints; ``ValueError`` otherwise."""
     shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else ()
     if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape):
-        raise ValueError(f"image_shape must be (C, H, W), three positive ints; got {image_shape!r}")
+        raise InvalidArgumentError(f"image_shape must be (C, H, W), three positive ints; got {image_shape!r}")
     return shape  # type: ignore[return-value]
 
 
 def check_loader(loader: Iterable, image_shape: tuple[int, int, int], num_classes: int) -> Tensor:
     """The first batch's images, after checking the loader and that batch once."""
     if hasattr(loader, "x") and hasattr(loader, "loader"):
-        raise TypeError("fit() needs a loader, got a dataset: pass data.loader(batch_size=..., shuffle=True)")
+        raise InvalidTypeError("fit() needs a loader, got a dataset: pass data.loader(batch_size=..., shuffle=True)")
     if not hasattr(loader, "__len__") or not hasattr(loader, "__iter__"):
-        raise TypeError(f"train_loader must be a sized iterable of (x, y) batches such as a DataLoader, got "
+        raise InvalidTypeError(f"train_loader must be a sized iterable of (x, y) batches such as a DataLoader, got "
                         f"{type(loader).__name__}")
     batch = next(iter(loader), None)
     if batch is None:
-        raise ValueError("train_loader is empty: it yielded no batch")
+        raise InvalidArgumentError("train_loader is empty: it yielded no batch")
     if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not all(isinstance(t, Tensor) for t in batch[:2]):
-        raise TypeError(f"train_loader must yield (x, y) tensor pairs, got {type(batch).__name__}: wrap a "
+        raise InvalidTypeError(f"train_loader must yield (x, y) tensor pairs, got {type(batch).__name__}: wrap a "
                         "dict-yielding loader so it yields (batch['image'], batch['label'])")
     x, y = batch[0], batch[1]
     if x.dtype != torch.float32:
-        raise TypeError(f"images must be float32 in [-1, 1], got {x.dtype}: convert them with x.float()")
+        raise InvalidTypeError(f"images must be float32 in [-1, 1], got {x.dtype}: convert them with x.float()")
     if tuple(x.shape[1:]) != image_shape:
-        raise ValueError(f"images have shape {tuple(x.shape[1:])} but image_shape is {image_shape}: resize the "
+        raise InvalidArgumentError(f"images have shape {tuple(x.shape[1:])} but image_shape is {image_shape}: resize the "
                          "data or pass the right image_shape")
     if not torch.isfinite(x).all():
-        raise ValueError("images contain NaN or Inf: check the data pipeline (e.g. a division by a zero std)")
+        raise InvalidArgumentError("images contain NaN or Inf: check the data pipeline (e.g. a division by a zero std)")
     lo, hi = float(x.min()), float(x.max())
     if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
         log.warning("images range over [%.3g, %.3g], not [-1, 1]: the generator's Tanh outputs [-1, 1], so "
@@ -202,10 +203,10 @@ def check_loader(loader: Iterable, image_shape: tuple[int, int, int], num_classe
 
 def check_labels(y: Tensor, num_classes: int, n: Optional[int] = None) -> None:
     if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise TypeError(f"labels must be integer class indices, got {y.dtype}: convert them with y.long() "
+        raise InvalidTypeError(f"labels must be integer class indices, got {y.dtype}: convert them with y.long() "
                         "(fractional labels are not supported)")
     if y.dim() != 1 or (n is not None and y.shape[0] != n):
-        raise ValueError(f"labels must be a 1-D tensor with one label per image, got shape {tuple(y.shape)}")
+        raise InvalidArgumentError(f"labels must be a 1-D tensor with one label per image, got shape {tuple(y.shape)}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}) (the trainer adds the garbage class {num_classes}), "
+        raise InvalidArgumentError(f"labels must lie in [0, {num_classes}) (the trainer adds the garbage class {num_classes}), "
                          f"got range [{int(y.min())}, {int(y.max())}]")

@@ -16,7 +16,7 @@ import math
 import numbers
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["Interval", "Options", "Boolean", "InstanceOf", "Callable_", "SequenceOf", "InvalidParameterError",
            "validate_params", "check_param"]
@@ -36,9 +36,9 @@ class Interval:
 
     def __init__(self, type_: type, low: Optional[float], high: Optional[float], closed: str = "both"):
         if type_ not in (int, float):
-            raise TypeError("Interval type must be int or float")
+            raise InvalidTypeError("Interval type must be int or float")
         if closed not in ("both", "left", "right", "neither"):
-            raise ValueError(f"bad closed {closed!r}")
+            raise InvalidArgumentError(f"bad closed {closed!r}")
         self.type, self.low, self.high, self.closed = type_, low, high, closed
 
     def accepts(self, value: Any) -> bool:

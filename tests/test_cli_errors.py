@@ -186,18 +186,41 @@ def test_a_bug_is_reported_as_an_internal_error(monkeypatch, tmp_path):
     assert isinstance(debug.exception, KeyError)
 
 
-def test_a_library_check_is_a_user_error_but_a_crash_is_not(monkeypatch, tmp_path):
-    """A ValueError raised by one of the package's checks (a ``raise`` statement) is the user's:
-    exit 2; one that Python raises inside the package (a mistake) is a bug: exit 1."""
+def test_errors_are_told_apart_by_type_alone(monkeypatch, tmp_path):
+    """One of the library's checks (a NioodError) is the user's: exit 2; a plain ValueError, as
+    torch, NumPy or Python raise inside a call, is a bug of ours (an input we did not check
+    first): exit 1, whichever file raised it."""
     import niood_plugin.bench.runner as runner
-    from niood_plugin.negatives import check_jigsaw_grid, parse_kinds
+    from niood_plugin.negatives import parse_kinds
 
     monkeypatch.setattr(runner, "load_data", lambda cfg: parse_kinds("blur"))
     result = CliRunner().invoke(main, RUN + ["--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "negatives must be one of" in result.output
-    monkeypatch.setattr(runner, "load_data", lambda cfg: check_jigsaw_grid(4, ()))  # unpacks an empty shape
+    monkeypatch.setattr(runner, "load_data", lambda cfg: float("not a number"))
     result = CliRunner().invoke(main, RUN + ["--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "internal error: ValueError" in result.output
+
+
+def test_the_library_raises_no_plain_value_or_type_error():
+    """Every user error is one of the library's own classes (they subclass ValueError/TypeError),
+    so the CLI can tell them from bugs by type; the CLI reads no source code to do it."""
+    import ast
+    from pathlib import Path
+
+    import niood_plugin
+
+    root = Path(niood_plugin.__file__).parent
+    plain = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(exc, ast.Name) and exc.id in ("ValueError", "TypeError"):
+                    plain.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not plain, plain
+    cli_imports = {alias.name for node in ast.walk(ast.parse((root / "cli.py").read_text()))
+                   if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    assert "ast" not in cli_imports and "linecache" not in cli_imports
 
 
 @pytest.mark.parametrize("text, value", [

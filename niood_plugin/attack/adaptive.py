@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..validation import Callable_, InstanceOf, check_param
 from ._modules import eval_mode, owning_modules
 from .optimise import check_budget, check_images, minimise
+from ..errors import InvalidArgumentError
 
 __all__ = ["GarbageProbScore", "UEScore", "adaptive_attack", "garbage_prob_score_fn", "ue_score_fn",
            "uncertainty_score"]
@@ -46,7 +47,7 @@ def adaptive_attack(score_fn: Callable[[Tensor], Tensor], x_start: Tensor, eps: 
 
 def _garbage_index(index: int, num_logits: int) -> int:
     if not -num_logits <= index < num_logits:
-        raise ValueError(f"garbage_index {index} is out of range for {num_logits} logits")
+        raise InvalidArgumentError(f"garbage_index {index} is out of range for {num_logits} logits")
     return index % num_logits
 
 
@@ -88,7 +89,7 @@ class GarbageProbScore(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         logits = self.model(x)
         if logits.ndim != 2:
-            raise ValueError(f"expected logits [B, M], got shape {tuple(logits.shape)}")
+            raise InvalidArgumentError(f"expected logits [B, M], got shape {tuple(logits.shape)}")
         return F.softmax(logits, dim=1)[:, _garbage_index(self.garbage_index, logits.shape[1])]
 
 

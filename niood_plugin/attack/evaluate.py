@@ -21,6 +21,7 @@ from ._modules import eval_mode, module_device, owning_modules, resolve_encoder
 from .adaptive import adaptive_attack
 from .feature import ood_attack
 from .optimise import check_budget, check_images
+from ..errors import InvalidArgumentError
 
 __all__ = ["mape", "pair_targets", "run_attack"]
 
@@ -35,16 +36,16 @@ def mape(z_out: Tensor, z_in: Tensor) -> Tensor:
     "0.1 %" is ``1e-3``).  An all-zero ``z_in`` gives ``inf`` (or ``nan`` for equal vectors).
     """
     if not isinstance(z_out, Tensor) or not isinstance(z_in, Tensor):
-        raise ValueError("mape expects two tensors")
+        raise InvalidArgumentError("mape expects two tensors")
     if z_out.shape != z_in.shape:
-        raise ValueError(f"z_out and z_in must have the same shape, got {tuple(z_out.shape)} "
+        raise InvalidArgumentError(f"z_out and z_in must have the same shape, got {tuple(z_out.shape)} "
                          f"and {tuple(z_in.shape)}")
     if z_in.ndim == 0:
-        raise ValueError("mape needs feature vectors [B, D] or [D], got a scalar")
+        raise InvalidArgumentError("mape needs feature vectors [B, D] or [D], got a scalar")
     single = z_in.ndim == 1
     a, b = (z_out[None], z_in[None]) if single else (z_out.flatten(1), z_in.flatten(1))
     if b.shape[1] == 0:
-        raise ValueError(f"mape needs non-empty feature vectors, got shape {tuple(z_in.shape)}")
+        raise InvalidArgumentError(f"mape needs non-empty feature vectors, got shape {tuple(z_in.shape)}")
     if not b.is_floating_point():
         a, b = a.double(), b.double()
     value = (a - b).abs().mean(dim=1) / b.abs().amax(dim=1)
@@ -88,10 +89,10 @@ def run_attack(encoder: nn.Module | Callable[[Tensor], Tensor], id_images: Tenso
     check_images(id_images, "id_images", "run_attack")
     check_images(ood_images, "ood_images", "run_attack")
     if id_images.shape[1:] != ood_images.shape[1:]:
-        raise ValueError(f"ID and OOD images differ in shape: {tuple(id_images.shape[1:])} vs "
+        raise InvalidArgumentError(f"ID and OOD images differ in shape: {tuple(id_images.shape[1:])} vs "
                          f"{tuple(ood_images.shape[1:])}")
     if len(id_images) == 0:
-        raise ValueError("id_images is empty: need at least one ID target")
+        raise InvalidArgumentError("id_images is empty: need at least one ID target")
     check_param("batch_size", batch_size, [Interval(int, 1, None)], "run_attack")
     f = resolve_encoder(encoder)
     if device is None:

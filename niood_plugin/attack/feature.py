@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ._modules import eval_mode, owning_modules, resolve_encoder
 from .optimise import check_budget, check_images, minimise
+from ..errors import InvalidArgumentError
 
 __all__ = ["ood_attack"]
 
@@ -56,10 +57,10 @@ def ood_attack(encoder: nn.Module | Callable[[Tensor], Tensor], x_in: Tensor, x_
     check_images(x_in, "x_in", "ood_attack")
     check_images(x_start, "x_start", "ood_attack")
     if x_in.shape != x_start.shape:
-        raise ValueError(f"x_in and x_start must have the same shape, got {tuple(x_in.shape)} "
+        raise InvalidArgumentError(f"x_in and x_start must have the same shape, got {tuple(x_in.shape)} "
                          f"and {tuple(x_start.shape)}")
     if x_in.device != x_start.device:
-        raise ValueError(f"x_in is on {x_in.device} but x_start on {x_start.device}")
+        raise InvalidArgumentError(f"x_in is on {x_in.device} but x_start on {x_start.device}")
     f = resolve_encoder(encoder)
     with eval_mode(owning_modules(encoder, f)):
         with torch.no_grad():

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..validation import InstanceOf, Interval, Options, check_param, validate_params
 from .geometry import NORMS, project, random_start, transform_grad
+from ..errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,11 @@ def check_images(x: Tensor, name: str, owner: str) -> None:
     """``x`` is a floating-point batch (at least 2-D) with values in ``[-1, 1]``."""
     check_param(name, x, [InstanceOf(Tensor, "a torch.Tensor")], owner)
     if x.ndim < 2:
-        raise ValueError(f"{name} must be a batch [B, C, H, W] (at least 2-D), got shape {tuple(x.shape)}")
+        raise InvalidArgumentError(f"{name} must be a batch [B, C, H, W] (at least 2-D), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        raise InvalidArgumentError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.numel() and (x.min() < -1 - _RANGE_TOL or x.max() > 1 + _RANGE_TOL):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name} has values in [{float(x.min()):.4g}, {float(x.max()):.4g}]; images must lie in "
             "[-1, 1] (normalise with mean 0.5, std 0.5)"
         )
@@ -82,7 +83,7 @@ def minimise(loss_fn: LossFn, x_start: Tensor, eps: float, norm: str, steps: int
         with torch.set_grad_enabled(not last):
             loss = loss_fn(x_start + delta)
             if loss.shape != (batch,):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"the attack loss must give one value per sample, shape ({batch},); got "
                     f"{tuple(loss.shape)} (score_fn must return a [B] tensor)"
                 )
@@ -90,7 +91,7 @@ def minimise(loss_fn: LossFn, x_start: Tensor, eps: float, norm: str, steps: int
                 grad = (torch.autograd.grad(loss.sum(), delta, allow_unused=True)[0]
                         if loss.requires_grad else None)
                 if grad is None:
-                    raise ValueError("the attack loss does not depend differentiably on the input "
+                    raise InvalidArgumentError("the attack loss does not depend differentiably on the input "
                                      "(is score_fn/encoder run under torch.no_grad() or detached?)")
         with torch.no_grad():
             value = loss.detach().to(best_loss.dtype)

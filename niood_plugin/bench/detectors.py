@@ -22,6 +22,7 @@ from ..detector import UEDetector
 from ..models import DropOutput, last_linear
 from .config import ALL_DETECTORS
 from .methods import TrainedModel
+from ..errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def build(name: str, tm: TrainedModel, ue_variant: str, fit: Optional[tuple[Tens
         return ScoringDetector(name, BALDetector(tm.model, tm.extra["discriminator"]), "inputs",
                                "BAL: MSP x discriminator")
     if fit is None:
-        raise ValueError(f"detector {name!r} needs ID training features to fit on")
+        raise InvalidArgumentError(f"detector {name!r} needs ID training features to fit on")
     z, y = fit
     if name == "mahalanobis":
         det = Mahalanobis(post.features).fit_features(z, y)
@@ -94,5 +95,5 @@ def build(name: str, tm: TrainedModel, ue_variant: str, fit: Optional[tuple[Tens
         d = max(1, min(z.shape[1] - 1, z.shape[1] // 2))
         det = ViM(post.features, d=d, w=w, b=b).fit_features(z, y)
     else:
-        raise ValueError(f"unknown detector {name!r}; choose from {list(ALL_DETECTORS) + ['bal']}")
+        raise InvalidArgumentError(f"unknown detector {name!r}; choose from {list(ALL_DETECTORS) + ['bal']}")
     return ScoringDetector(name, det, "features", "penultimate features")

@@ -22,6 +22,7 @@ from torch.utils.data import Sampler
 
 from ..registry import Registry
 from ..validation import Boolean, InstanceOf, Interval, validate_params
+from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["CropFlip", "BatchLoader", "AUGMENTATIONS", "build_augmentation", "list_augmentations"]
 
@@ -49,14 +50,14 @@ class CropFlip:
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         if x.dim() != 4:
-            raise ValueError(f"CropFlip expects a batch [N, C, H, W], got shape {tuple(x.shape)}")
+            raise InvalidArgumentError(f"CropFlip expects a batch [N, C, H, W], got shape {tuple(x.shape)}")
         n, c, h, w = x.shape
         p = self.pad
         rows = torch.arange(h).expand(n, h)
         cols = torch.arange(w).expand(n, w)
         if p:
             if p >= min(h, w):
-                raise ValueError(f"CropFlip(pad={p}) needs images larger than {p} pixels, got {h}x{w}")
+                raise InvalidArgumentError(f"CropFlip(pad={p}) needs images larger than {p} pixels, got {h}x{w}")
             rows = _reflect(rows + torch.randint(-p, p + 1, (n, 1), generator=generator), h)
             cols = _reflect(cols + torch.randint(-p, p + 1, (n, 1), generator=generator), w)
         if self.flip:
@@ -126,12 +127,12 @@ class BatchLoader:
         validate_params(dict(x=x, y=y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                              channels_last=channels_last, sampler=sampler), self._parameter_constraints, "BatchLoader")
         if sampler is not None and shuffle:
-            raise ValueError("BatchLoader: shuffle=True and a sampler exclude each other (the sampler sets the "
+            raise InvalidArgumentError("BatchLoader: shuffle=True and a sampler exclude each other (the sampler sets the "
                              "order; give the sampler shuffle=True)")
         if x.dim() != 4 or y.dim() != 1 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"BatchLoader needs x [N, C, H, W] and y [N], got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise InvalidArgumentError(f"BatchLoader needs x [N, C, H, W] and y [N], got {tuple(x.shape)} and {tuple(y.shape)}")
         if augment is not None and not callable(augment):
-            raise TypeError(f"augment must be callable as augment(x, generator), got {type(augment).__name__}")
+            raise InvalidTypeError(f"augment must be callable as augment(x, generator), got {type(augment).__name__}")
         self.device = torch.device(device)
         stored = x if x.dtype == torch.uint8 else _exact_u8(x)
         self._x = (x.float() if stored is None else stored).to(self.device)

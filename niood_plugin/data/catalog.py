@@ -18,6 +18,7 @@ from .storage import PathLike, log, resolve_root
 from .tensors import IMAGE_SHAPE, SEED, TensorData, subset_indices, u8_to_float
 from .torchvision_sets import IdxSource, TorchvisionSource
 from .web_sets import PLACES_KEEP, PLACES_SEED, WebImageSource
+from ..errors import InvalidArgumentError
 
 __all__ = ["DatasetSpec", "DATASETS", "ALIASES", "SPLITS", "register_dataset", "list_datasets", "get_spec",
            "dataset_status", "load_dataset"]
@@ -190,7 +191,7 @@ def load_dataset(name: str, split: str = "train", data_root: PathLike | None = N
                      "limit": limit, "seed": seed, "download": download}, _CONSTRAINTS, "load_dataset")
     spec = get_spec(name)
     if split not in spec.splits:
-        raise ValueError(f"{spec.name} has only the {'/'.join(spec.splits)} split, not {split!r}")
+        raise InvalidArgumentError(f"{spec.name} has only the {'/'.join(spec.splits)} split, not {split!r}")
     t0 = time.perf_counter()
     if spec.source is None:
         x, y, classes = generate(spec.name, split, image_shape, limit, seed)

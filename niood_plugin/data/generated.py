@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..validation import Interval, Options, check_param, validate_params
 from .tensors import IMAGE_SHAPE, SEED, subset_indices, to_geometry
+from ..errors import InvalidArgumentError
 
 __all__ = ["make_noise", "make_synthetic", "split_seed", "DEFAULT_NOISE_SIZE", "SYNTHETIC_PER_CLASS",
            "SYNTHETIC_CLASSES", "SYNTHETIC_SHAPE"]
@@ -95,7 +96,7 @@ def generate(name: str, split: str, image_shape, limit, seed: int) -> tuple[Tens
     """``x`` float [-1, 1], ``y``, classes of a generated set (``limit``: size or subset)."""
     if name in ("gaussian", "uniform"):
         if image_shape is None:
-            raise ValueError(f"{name} is generated in the caller's geometry: pass image_shape=(C, H, W)")
+            raise InvalidArgumentError(f"{name} is generated in the caller's geometry: pass image_shape=(C, H, W)")
         n = limit if limit is not None else DEFAULT_NOISE_SIZE
         x = make_noise(name, n, image_shape, split_seed(seed, name, split))
         return x, torch.full((n,), -1, dtype=torch.int64), None

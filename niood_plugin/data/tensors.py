@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from ..validation import Interval, check_param
+from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["TensorData", "LUMA_WEIGHTS", "IMAGE_SHAPE", "SEED", "to_geometry", "subset_indices"]
 
@@ -58,9 +59,9 @@ class TensorData:
 
     def __post_init__(self) -> None:
         if self.x.dim() != 4:
-            raise ValueError(f"{self.name}: x must be [N, C, H, W], got shape {tuple(self.x.shape)}")
+            raise InvalidArgumentError(f"{self.name}: x must be [N, C, H, W], got shape {tuple(self.x.shape)}")
         if self.y.dim() != 1 or self.y.shape[0] != self.x.shape[0]:
-            raise ValueError(f"{self.name}: y must be [N] with N={self.x.shape[0]}, "
+            raise InvalidArgumentError(f"{self.name}: y must be [N] with N={self.x.shape[0]}, "
                              f"got shape {tuple(self.y.shape)}")
 
     def __len__(self) -> int:
@@ -120,12 +121,12 @@ def to_geometry(x: Tensor, image_shape: Sequence[int]) -> Tensor:
     """
     c_out, h_out, w_out = _shape(image_shape, "to_geometry")
     if x.dim() != 4:
-        raise ValueError(f"to_geometry expects [N, C, H, W], got shape {tuple(x.shape)}")
+        raise InvalidArgumentError(f"to_geometry expects [N, C, H, W], got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"to_geometry expects float images in [-1, 1], got dtype {x.dtype}")
+        raise InvalidTypeError(f"to_geometry expects float images in [-1, 1], got dtype {x.dtype}")
     c_in = x.shape[1]
     if c_in not in (c_out, 1) and not (c_in == 3 and c_out == 1):
-        raise ValueError(f"cannot convert {c_in} channels to {c_out}")
+        raise InvalidArgumentError(f"cannot convert {c_in} channels to {c_out}")
     # Channel mixing and resizing are both linear, so their order does not change the result:
     # reduce channels before resizing and repeat them after, to resize as little as possible.
     if c_in == 3 and c_out == 1:
@@ -168,7 +169,7 @@ def subset_indices(y: Tensor, limit: Optional[int], seed: int = 0) -> Optional[T
     check_param("limit", limit, [Interval(int, 1, None), None], "subset_indices")
     check_param("seed", seed, [SEED], "subset_indices")
     if y.dim() != 1:
-        raise ValueError(f"subset_indices expects labels [N], got shape {tuple(y.shape)}")
+        raise InvalidArgumentError(f"subset_indices expects labels [N], got shape {tuple(y.shape)}")
     n = int(y.shape[0])
     if limit is None or limit >= n:
         return None

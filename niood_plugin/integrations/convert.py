@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..detector import UEDetector
 from ..training import id_logits
+from ..errors import InvalidArgumentError
 
 __all__ = ["openood_confidence", "batch_xy", "ue_and_prediction", "ensemble_logits"]
 
@@ -42,5 +43,5 @@ def ensemble_logits(logits: Tensor) -> Tensor:
     if logits.dim() == 2:
         return logits
     if logits.dim() != 3:
-        raise ValueError(f"expected logits [batch, estimators, classes], got shape {tuple(logits.shape)}")
+        raise InvalidArgumentError(f"expected logits [batch, estimators, classes], got shape {tuple(logits.shape)}")
     return logits.mean(dim=1)

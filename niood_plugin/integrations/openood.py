@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from ..devices import module_device
 from ..garbage import GarbageSampler
 from .convert import batch_xy, openood_confidence, ue_and_prediction
+from ..errors import InvalidArgumentError
 
 try:
     from openood.postprocessors.base_postprocessor import BasePostprocessor
@@ -117,7 +118,7 @@ class InversionOpenOODTrainer(BaseTrainer):
         x0 = batch_xy(next(iter(train_loader)))[0]
         lo, hi = float(x0.min()), float(x0.max())
         if lo < -1.001 or hi > 1.001:
-            raise ValueError(f"InversionOpenOODTrainer: training images range over [{lo:.3g}, {hi:.3g}], the "
+            raise InvalidArgumentError(f"InversionOpenOODTrainer: training images range over [{lo:.3g}, {hi:.3g}], the "
                              "garbage over [-1, 1]: normalise with Normalize(mean=0.5, std=0.5), not the data "
                              "set's mean and std, or the garbage class is told apart by its value range")
         if class_counts is None:

@@ -20,6 +20,7 @@ from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Repor
                      Report32Generator)
 from .timm_adapter import TimmClassifier
 from .cifar_resnet import cifar_resnet, resnet10_cifar, resnet18_cifar
+from ..errors import InvalidArgumentError
 
 CLASSIFIERS: Registry[Callable[..., nn.Module]] = Registry("classifier")
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator")
@@ -56,16 +57,16 @@ def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) ->
     ``name`` is one of :func:`list_classifiers` or any timm model name.
     """
     if num_outputs < 2:
-        raise ValueError(f"num_outputs must be >= 2, got {num_outputs}")
+        raise InvalidArgumentError(f"num_outputs must be >= 2, got {num_outputs}")
     if in_channels < 1:
-        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        raise InvalidArgumentError(f"in_channels must be >= 1, got {in_channels}")
     if name in CLASSIFIERS:
         return CLASSIFIERS.create(name, num_outputs=num_outputs, in_channels=in_channels, **kwargs)
     from .timm_adapter import _timm
 
     if _timm().is_model(name):
         return TimmClassifier.create(name, num_outputs, in_channels, **kwargs)
-    raise ValueError(
+    raise InvalidArgumentError(
         f"unknown classifier {name!r}: use one of {list_classifiers()} or a timm model name "
         "(see timm.list_models())"
     )
@@ -85,7 +86,7 @@ def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
         return "report28"
     if size == (32, 32):
         return "report32"
-    raise ValueError(
+    raise InvalidArgumentError(
         f"no registered generator makes {size[0]}x{size[1]} images; resize the data to 28x28 or "
         "32x32, or pass generator=... / register_generator(...)"
     )

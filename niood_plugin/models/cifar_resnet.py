@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from .timm_adapter import TimmClassifier, _timm
+from ..errors import InvalidArgumentError
 
 __all__ = ["cifar_resnet", "resnet10_cifar", "resnet18_cifar"]
 
@@ -20,7 +21,7 @@ def cifar_resnet(num_outputs: int, in_channels: int = 3, width: int = 16,
     """timm's ``ResNet`` with BasicBlocks ``layers``, widths ``(w, 2w, 4w, 8w)``, a 3x3
     stride-1 stem and no max-pool; ``kwargs`` go to timm's ``ResNet`` (e.g. ``drop_rate``)."""
     if width < 2 or width % 2:
-        raise ValueError(f"width must be an even int >= 2, got {width!r}")
+        raise InvalidArgumentError(f"width must be an even int >= 2, got {width!r}")
     resnet = _timm().models.resnet
     # A 'deep' stem of width w/2 makes the stem output w channels; it is then replaced by one conv.
     model = resnet.ResNet(resnet.BasicBlock, tuple(layers), num_classes=num_outputs, in_chans=in_channels,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
+from ..errors import InvalidTypeError
 
 
 @runtime_checkable
@@ -33,10 +34,10 @@ class FeatureClassifier(Protocol):
 def check_feature_classifier(model: object) -> None:
     """Raise ``TypeError`` with a fix if ``model`` does not follow the protocol."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"expected a torch.nn.Module classifier, got {type(model).__name__}")
+        raise InvalidTypeError(f"expected a torch.nn.Module classifier, got {type(model).__name__}")
     missing = [m for m in ("features", "head") if not callable(getattr(model, m, None))]
     if missing:
-        raise TypeError(
+        raise InvalidTypeError(
             f"{type(model).__name__} lacks {', '.join(missing)}(): niood-plugin needs "
             "features(x) -> [B, D] penultimate features and head(f) -> logits. Build it with "
             "niood_plugin.models.build_classifier(...) or wrap it with "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from ..errors import InvalidArgumentError
 
 CONDITIONINGS = ("vector", "matrix", "vector-matrix")
 
@@ -96,7 +97,7 @@ class _ConditionalGenerator(nn.Module):
                  mid_channels: int, tail: nn.Sequential, out_shape: tuple[int, int, int]):
         super().__init__()
         if conditioning not in CONDITIONINGS:
-            raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {CONDITIONINGS}")
+            raise InvalidArgumentError(f"unknown conditioning {conditioning!r}; choose one of {CONDITIONINGS}")
         self.num_classes, self.nz, self.conditioning = num_classes, nz, conditioning
         self.out_shape = out_shape
         self.uses_vector = conditioning in ("vector", "vector-matrix")
@@ -111,14 +112,14 @@ class _ConditionalGenerator(nn.Module):
     def forward(self, z: Tensor, vector: Tensor | None = None, matrix: Tensor | None = None) -> Tensor:
         if self.embed is not None:
             if vector is None:
-                raise ValueError(f"{self.conditioning!r} conditioning needs a conditioning vector")
+                raise InvalidArgumentError(f"{self.conditioning!r} conditioning needs a conditioning vector")
             code = torch.cat([z, self.embed(vector)], dim=1)
         else:
             code = z
         h = self.stem(code[:, :, None, None])
         if self.mix is not None:
             if matrix is None:
-                raise ValueError(f"{self.conditioning!r} conditioning needs a conditioning matrix")
+                raise InvalidArgumentError(f"{self.conditioning!r} conditioning needs a conditioning matrix")
             size = h.shape[-2:]
             n = matrix.shape[-1]
             h = F.interpolate(h, size=(n, n), mode="bilinear", align_corners=False)

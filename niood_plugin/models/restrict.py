@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from ..training import id_logits
+from ..errors import InvalidTypeError
 
 
 class DropOutput(nn.Module):
@@ -49,7 +50,7 @@ def head_linear(model: nn.Module) -> nn.Linear:
     if not isinstance(head, nn.Linear):
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if not linears:
-            raise TypeError(f"{type(model).__name__} has no nn.Linear head")
+            raise InvalidTypeError(f"{type(model).__name__} has no nn.Linear head")
         head = linears[-1]
     return head
 

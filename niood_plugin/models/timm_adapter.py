@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
+from ..errors import InvalidTypeError
 
 
 class TimmClassifier(nn.Module):
@@ -15,7 +16,7 @@ class TimmClassifier(nn.Module):
         super().__init__()
         for attr in ("forward_features", "forward_head", "get_classifier"):
             if not hasattr(model, attr):
-                raise TypeError(f"{type(model).__name__} is not a timm model: it lacks {attr}()")
+                raise InvalidTypeError(f"{type(model).__name__} is not a timm model: it lacks {attr}()")
         self.model = model
         self.num_features = int(getattr(model, "num_features", 0))
 

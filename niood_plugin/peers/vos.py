@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..models import head_linear
 from ..validation import Interval, validate_params
+from ..errors import InvalidArgumentError
 
 __all__ = ["VOSObjective"]
 
@@ -96,7 +97,7 @@ class VOSObjective(nn.Module):
                       sample_from=sample_from, start_fraction=start_fraction)
         validate_params(params, self._parameter_constraints, type(self).__name__)
         if select > sample_from:
-            raise ValueError(f"select ({select}) must be <= sample_from ({sample_from})")
+            raise InvalidArgumentError(f"select ({select}) must be <= sample_from ({sample_from})")
         self.params = params
         self.start_epoch = int(start_fraction * epochs)
         fc = head_linear(model)

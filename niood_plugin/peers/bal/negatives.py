@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ...validation import Interval, check_param
+from ...errors import InvalidArgumentError
 
 __all__ = ["uniform_ood_features", "shuffle_labels", "fgsm_latent"]
 
@@ -33,9 +34,9 @@ def uniform_ood_features(
     :return: ``(f_hat [B, D], c_hat [B])``
     """
     if features.dim() != 2 or features.shape[0] == 0:
-        raise ValueError(f"features must be a non-empty [B, D] tensor, got shape {tuple(features.shape)}")
+        raise InvalidArgumentError(f"features must be a non-empty [B, D] tensor, got shape {tuple(features.shape)}")
     if labels.shape[0] != features.shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} entries for {features.shape[0]} features")
+        raise InvalidArgumentError(f"labels has {labels.shape[0]} entries for {features.shape[0]} features")
     check_param("num_classes", num_classes, [Interval(int, 2, None)])
     check_param("margin", margin, [Interval(float, 0, None, closed="left")])
     lo = features.min(dim=0).values

@@ -17,6 +17,7 @@ from .detector import BALDetector
 from .losses import bal_discriminator_loss, bal_generator_loss
 from .negatives import fgsm_latent, shuffle_labels, uniform_ood_features
 from .networks import FeatureDiscriminator, FeatureGenerator
+from ...errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class BALTrainer:
         validate_params({name: getattr(self, name) for name in self._parameter_constraints},
                         self._parameter_constraints, type(self).__name__)
         if not callable(getattr(classifier, "features", None)) or not callable(getattr(classifier, "head", None)):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{type(classifier).__name__} lacks features()/head(): BAL needs features(x) -> [B, D] "
                 "and head(f) -> logits (see niood_plugin.models.protocol)"
             )
@@ -131,11 +132,11 @@ class BALTrainer:
                 break
             feats.append(self._features(batch[0].to(device)))
         if not feats:
-            raise ValueError("train_loader yielded no batches")
+            raise InvalidArgumentError("train_loader yielded no batches")
         f = torch.cat(feats)
         dim = f.shape[1]
         if self.feature_dim is not None and self.feature_dim != dim:
-            raise ValueError(f"feature_dim={self.feature_dim} but classifier.features() returns {dim} dimensions")
+            raise InvalidArgumentError(f"feature_dim={self.feature_dim} but classifier.features() returns {dim} dimensions")
         self.feature_dim_ = dim
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
             torch.manual_seed(self.seed)
@@ -227,7 +228,7 @@ class BALTrainer:
                     sums[k] = sums.get(k, 0.0) + v
                 n += 1
             if n == 0:
-                raise ValueError("train_loader yielded no batches with at least 2 samples")
+                raise InvalidArgumentError("train_loader yielded no batches with at least 2 samples")
             record = {"epoch": epoch, **{k: v / n for k, v in sums.items()}, "time_s": time.perf_counter() - t0}
             log.info(
                 "BAL epoch %d: d %.4f (t %.3f s %.3f u %.3f) g %.4f | D(id) %.3f D(uniform) %.3f D(hard) %.3f (%.1fs)",

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch.nn.functional as F
 from torch import Tensor
+from ...errors import InvalidArgumentError
 
 __all__ = ["modified_energy", "softmax_entropy", "fig_loss"]
 
@@ -54,12 +55,12 @@ def fig_loss(
     :return: scalar loss
     """
     if logits_id.dim() != 2:
-        raise ValueError(f"logits_id must be [N, K], got shape {tuple(logits_id.shape)}")
+        raise InvalidArgumentError(f"logits_id must be [N, K], got shape {tuple(logits_id.shape)}")
     ce = F.cross_entropy(logits_id, y_id)
     if logits_gen is None or logits_gen.shape[0] == 0:
         return ce
     if logits_gen.dim() != 2 or logits_gen.shape[1] != logits_id.shape[1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"logits_gen must be [M, {logits_id.shape[1]}], got shape {tuple(logits_gen.shape)}"
         )
     return ce - entropy_weight * softmax_entropy(logits_gen / entropy_temperature).mean()

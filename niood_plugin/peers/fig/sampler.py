@@ -12,6 +12,7 @@ from ...devices import module_device
 from ...validation import InstanceOf, Interval, validate_params
 from ...validation import SequenceOf
 from .objectives import modified_energy
+from ...errors import InvalidArgumentError
 
 __all__ = ["langevin_sample"]
 
@@ -96,7 +97,7 @@ def langevin_sample(
                          decay_every=decay_every, tol=tol, window=window, noise_std=noise_std, steps=steps,
                          min_steps=min_steps, max_steps=max_steps), _SAMPLER_CONSTRAINTS, "langevin_sample")
     if min_steps > max_steps:
-        raise ValueError(f"min_steps ({min_steps}) must be <= max_steps ({max_steps})")
+        raise InvalidArgumentError(f"min_steps ({min_steps}) must be <= max_steps ({max_steps})")
     return _langevin(classifier, n, tuple(int(s) for s in image_shape), c=c, eps0=eps0, decay=decay,
                      decay_every=decay_every, noise_std=noise_std, min_steps=min_steps, max_steps=max_steps,
                      tol=tol, window=window, generator=generator, device=device, return_info=return_info)

@@ -15,6 +15,7 @@ from ...validation import Boolean, InstanceOf, Interval, Options, check_param, v
 from ...devices import Device as TorchDevice
 from .objectives import fig_loss, softmax_entropy
 from .sampler import DECAY, IMAGE_SHAPE, _langevin
+from ...errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,9 @@ class FIGTrainer:
         validate_params({name: getattr(self, name) for name in self._parameter_constraints},
                         self._parameter_constraints, type(self).__name__)
         if min_steps > max_steps:
-            raise ValueError(f"min_steps ({min_steps}) must be <= max_steps ({max_steps})")
+            raise InvalidArgumentError(f"min_steps ({min_steps}) must be <= max_steps ({max_steps})")
         if stop_confidence is not None and stop_confidence <= 1.0 / num_classes:
-            raise ValueError(f"stop_confidence ({stop_confidence}) must be > 1/num_classes = {1.0 / num_classes:.4g}: "
+            raise InvalidArgumentError(f"stop_confidence ({stop_confidence}) must be > 1/num_classes = {1.0 / num_classes:.4g}: "
                              "the mean max-softmax never falls below 1/K, so the rule could never stop")
         self.image_shape = tuple(int(s) for s in image_shape)
         self.history_: list[dict] = []
@@ -283,7 +284,7 @@ class FIGTrainer:
             n_gen_total += n_gen
             n_batches += 1
         if n_batches == 0:
-            raise ValueError("train_loader yielded no batches")
+            raise InvalidArgumentError("train_loader yielded no batches")
         gen_batches = n_batches if self.gen_fraction > 0 else 1
         return {
             "epoch": epoch,
