@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from .callbacks import Callback, SampleGrid
-from .config import InversionConfig
+from .callbacks import Callback, Checkpoint, Measure, SampleGrid
 from .detector import UEDetector
 from .garbage import GarbageSampler
 from .negatives import Negatives
@@ -15,7 +14,7 @@ from .trainer import InversionTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Callback", "GarbageSampler", "InversionConfig", "InversionTrainer", "Negatives", "SampleGrid", "UEDetector",
-           "__version__"]
+__all__ = ["Callback", "Checkpoint", "GarbageSampler", "InversionTrainer", "Measure", "Negatives", "SampleGrid",
+           "UEDetector", "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

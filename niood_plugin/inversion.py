@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from . import distributed
 from .conditioning import Conditioning, sample_conditioning
+from .errors import InvalidArgumentError
 from .losses import InversionLossWeights, inversion_loss, novelty_loss
 from .training import progress
 
@@ -89,6 +90,10 @@ class Inverter:
                     x = gen(z[s:s + self.chunk].to(self.device), c.vector, c.matrix)
                     f = clf.features(x)
                     logits = clf.head(f)
+                    if logits.dim() != 2 or logits.shape[1] != self.num_outputs:
+                        raise InvalidArgumentError(
+                            f"the classifier returns {tuple(logits.shape[1:])} outputs but the inversion needs "
+                            f"{self.num_outputs} (K ID classes + 1 garbage): pass the K+1-way classifier")
                     loss, p = inversion_loss(logits, f, c.labels, c.target, self.weights)
                     if self.novelty and class_means is not None:
                         term = novelty_loss(f, c.labels.to(f.device), class_means)

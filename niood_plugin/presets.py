@@ -1,57 +1,133 @@
-"""Named hyperparameter sets for :class:`~niood_plugin.trainer.InversionTrainer` (a
-:class:`~niood_plugin.registry.Registry`): each is a dict of :class:`~niood_plugin.config.InversionConfig`
-overrides on top of the defaults (our recommendation).
+"""Named recipes for :class:`~niood_plugin.InversionTrainer` (a
+:class:`~niood_plugin.registry.Registry` of :class:`Preset`): each names keywords of the
+:class:`~niood_plugin.GarbageSampler` and of the trainer, and the batch size of the loader.
+The classes' own defaults are our recommendation; a preset changes only what it names.
 
 * ``recommended``: the defaults as they are (10 epochs);
-* ``fast``: the defaults with 4 epochs, for the default ``niood-bench run`` (10-minute budget);
-* ``cifar``: the defaults with 11 epochs (12 passes over the ID data with pre-training), for 32x32
-  RGB sets (``niood-bench run --id cifar10``: a CIFAR ResNet-10 at width 16, about 9 minutes of
-  plain training on a 2-core CPU);
-* ``report-<dataset>``: the report's own settings (section 10); ``report`` picks by dataset;
+* ``fast``: 4 epochs, for the default ``niood-bench run`` (10-minute budget);
+* ``cifar``: 11 epochs (12 passes over the ID data with pre-training), for 32x32 RGB sets;
+* ``report-<dataset>``: the report's own settings (section 10);
 * ``smoke``: tiny, for tests.
+
+>>> trainer = presets.create("fast", clf, num_classes=10, image_shape=(1, 28, 28), seed=1, gamma=10.0)
+
+Keywords are routed to the class that declares them (``seed``, ``progress`` and
+``channels_last`` to both).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
 
+from torch import nn
+
+from .errors import ConfigError
+from .garbage import GarbageSampler
 from .registry import Registry
-from .errors import InvalidArgumentError
+from .trainer import InversionTrainer
+from .validation import POSITIVE_INT, validate_params
 
-PRESETS: Registry[dict[str, Any]] = Registry("preset")
+__all__ = ["PRESETS", "Preset", "create", "get_preset", "list_presets", "split_keywords"]
 
-_REPORT = dict(
-    alpha=0.0, beta=1.0, gamma=0.0, delta=0.0, latent_dim=100, generator_width=64, vector_temperature=1.0,
-    batch_size=32, inversion_steps=100, samples_per_step=11_000, epochs=20, garbage_per_epoch=0,
-    classifier_lr=1e-4, generator_lr=1e-3, lr_schedule="constant", conditioning="vector",
-    pool_policy="all", pool_capacity=None,
-)
-PRESETS.register("recommended", {})
-PRESETS.register("fast", dict(epochs=4))
-PRESETS.register("cifar", dict(epochs=11))
-PRESETS.register("report-mnist", dict(_REPORT))
-PRESETS.register("report-fashionmnist", dict(_REPORT))
-PRESETS.register("report-cifar10", dict(_REPORT, gamma=100.0, epochs=41))
-PRESETS.register("report-svhn", dict(_REPORT, gamma=10.0, inversion_steps=90, epochs=30, classifier_lr=1e-3))
-PRESETS.register("smoke", dict(
-    latent_dim=16, batch_size=64, inversion_steps=3, samples_per_step=110, epochs=2, garbage_per_epoch=0,
-    classifier_lr=1e-3, lr_schedule="constant", vector_temperature=1.0,
-    pool_policy="fifo", pool_capacity=2_000, generator_width=16,
-))
+#: keywords of both classes
+SHARED = ("seed", "progress", "channels_last")
+
+
+def split_keywords(keywords: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``keywords`` as (GarbageSampler's, InversionTrainer's), by the names each declares;
+    unknown names raise :class:`~niood_plugin.errors.ConfigError` listing the known ones."""
+    g_names = set(GarbageSampler._parameter_constraints) - {"num_classes"}
+    t_names = set(InversionTrainer._parameter_constraints) - {"classifier", "garbage"}
+    unknown = sorted(set(keywords) - g_names - t_names - {"callbacks", "device"})
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter(s) {unknown}; GarbageSampler takes {sorted(g_names)}, "
+                          f"InversionTrainer {sorted(t_names | {'callbacks', 'device'})}")
+    return ({k: v for k, v in keywords.items() if k in g_names},
+            {k: v for k, v in keywords.items() if k in t_names or k in ("callbacks", "device")})
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe: ``garbage`` keywords of :class:`~niood_plugin.GarbageSampler`,
+    ``trainer`` keywords of :class:`~niood_plugin.InversionTrainer`, and the ``batch_size``
+    of the ID loader (the garbage is added to each batch)."""
+
+    garbage: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        g, t = split_keywords(self.garbage)[0], split_keywords(self.trainer)[1]
+        wrong = sorted((set(self.garbage) - set(g)) | (set(self.trainer) - set(t)))
+        if wrong:
+            raise ConfigError(f"Preset: {wrong} under the wrong class: garbage takes GarbageSampler's keywords, "
+                              "trainer InversionTrainer's")
+        validate_params({"batch_size": self.batch_size}, {"batch_size": POSITIVE_INT}, "Preset")
+
+    def updated(self, **keywords: Any) -> "Preset":
+        """This preset with ``keywords`` (routed by name; ``batch_size`` is the loader's)."""
+        batch = keywords.pop("batch_size", self.batch_size)
+        g, t = split_keywords(keywords)
+        return replace(self, garbage={**self.garbage, **g}, trainer={**self.trainer, **t}, batch_size=batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting, the classes' defaults filled in (for records and cache keys)."""
+        return {"garbage": {**_defaults(GarbageSampler), **self.garbage},
+                "trainer": {**_defaults(InversionTrainer), **self.trainer}, "batch_size": self.batch_size}
+
+    def digest(self, **extra: Any) -> str:
+        blob = json.dumps({**self.to_dict(), **extra}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def create(self, classifier: nn.Module, num_classes: int, image_shape: Sequence[int],
+               **keywords: Any) -> InversionTrainer:
+        """``InversionTrainer(classifier, GarbageSampler(num_classes, image_shape, ...), ...)``."""
+        p = self.updated(**keywords)
+        return InversionTrainer(classifier, GarbageSampler(num_classes, image_shape, **p.garbage), **p.trainer)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    import inspect
+
+    skip = {"self", "classifier", "garbage", "num_classes", "image_shape", "generator", "callbacks", "device",
+            "negatives", "progress", "seed"}
+    return {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()
+            if n not in skip and p.default is not inspect.Parameter.empty}
+
+
+PRESETS: Registry[Preset] = Registry("preset")
+
+_REPORT_GARBAGE = dict(alpha=0.0, beta=1.0, gamma=0.0, delta=0.0, latent_dim=100, generator_width=64,
+                       vector_temperature=1.0, inversion_steps=100, samples_per_step=11_000, garbage_per_epoch=0,
+                       generator_lr=1e-3, conditioning="vector", pool_policy="all", pool_capacity=None)
+_REPORT_TRAINER = dict(epochs=20, lr=1e-4, lr_schedule="constant")
+PRESETS.register("recommended", Preset())
+PRESETS.register("fast", Preset(trainer=dict(epochs=4)))
+PRESETS.register("cifar", Preset(trainer=dict(epochs=11)))
+PRESETS.register("report-mnist", Preset(_REPORT_GARBAGE, _REPORT_TRAINER, batch_size=32))
+PRESETS.register("report-fashionmnist", Preset(_REPORT_GARBAGE, _REPORT_TRAINER, batch_size=32))
+PRESETS.register("report-cifar10", Preset(dict(_REPORT_GARBAGE, gamma=100.0), dict(_REPORT_TRAINER, epochs=41),
+                                          batch_size=32))
+PRESETS.register("report-svhn", Preset(dict(_REPORT_GARBAGE, gamma=10.0, inversion_steps=90),
+                                       dict(_REPORT_TRAINER, epochs=30, lr=1e-3), batch_size=32))
+PRESETS.register("smoke", Preset(
+    dict(latent_dim=16, inversion_steps=3, samples_per_step=110, garbage_per_epoch=0, vector_temperature=1.0,
+         pool_policy="fifo", pool_capacity=2_000, generator_width=16),
+    dict(epochs=2, lr=1e-3, lr_schedule="constant"), batch_size=64))
 
 
 def list_presets() -> list[str]:
-    return PRESETS.list() + ["report"]
+    return PRESETS.list()
 
 
-def get_preset(name: str, dataset: Optional[str] = None) -> dict[str, Any]:
-    """The overrides of preset ``name``; ``"report"`` needs ``dataset`` (e.g. ``"mnist"``)."""
-    if name == "report":
-        if dataset is None:
-            raise InvalidArgumentError("preset 'report' depends on the dataset: pass dataset='mnist' (or use 'report-mnist')")
-        known = [k[len("report-"):] for k in PRESETS.list() if k.startswith("report-")]
-        if f"report-{dataset}" not in PRESETS:
-            raise InvalidArgumentError(f"the report has no settings for {dataset!r}; it has {known}")
-        name = f"report-{dataset}"
-    if name not in PRESETS:
-        raise InvalidArgumentError(f"unknown preset {name!r}; choose one of {list_presets()}")
-    return dict(PRESETS.get(name))
+def get_preset(name: str) -> Preset:
+    """Preset ``name`` (:class:`~niood_plugin.registry.UnknownNameError` lists the known ones)."""
+    return PRESETS.get(name)
+
+
+def create(name: str, classifier: nn.Module, num_classes: int, image_shape: Sequence[int],
+           **keywords: Any) -> InversionTrainer:
+    """The trainer of preset ``name``, ``keywords`` overriding it (see :meth:`Preset.create`)."""
+    return get_preset(name).create(classifier, num_classes, image_shape, **keywords)

@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from .errors import ConfigError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["Interval", "Options", "Boolean", "InstanceOf", "Callable_", "SequenceOf", "InvalidParameterError",
-           "validate_params", "check_param"]
+           "validate_params", "check_param", "FLAG", "SEED", "POSITIVE_INT", "NONNEGATIVE_INT", "WEIGHT",
+           "POSITIVE_FLOAT"]
 
 
 class InvalidParameterError(ConfigError, TypeError):
@@ -175,3 +176,12 @@ def validate_params(values: Mapping[str, Any], constraints: Mapping[str, Sequenc
     names = values.keys() if only is None else [n for n in only if n in values]
     for name in names:
         check_param(name, values[name], constraints[name], owner)
+
+
+# Constraints that several classes' tables share: declared here once, referenced there.
+FLAG = [Boolean()]
+SEED = [Interval(int, 0, 2**63 - 1)]
+POSITIVE_INT = [Interval(int, 1, None)]
+NONNEGATIVE_INT = [Interval(int, 0, None)]
+WEIGHT = [Interval(float, 0, None)]
+POSITIVE_FLOAT = [Interval(float, 0, None, closed="neither")]

@@ -1,6 +1,7 @@
-"""The redesigned InversionTrainer against the last pre-redesign one (85dbc06), on the same
-machine: three tiny runs (no negatives; warped negatives in the last two epochs; plus the
-novelty term and unweighted CE), final classifier weights and history compared exactly.
+"""InversionTrainer built from its parts (a GarbageSampler holding the garbage's parameters)
+against the trainer of keyword hyperparameters it replaced (1be0654), on the same machine:
+three tiny runs (no negatives; warped negatives in the last two epochs; plus the novelty term
+and unweighted CE), final classifier weights and history compared exactly.
 
     python research/equivalence.py            # prints IDENTICAL or DIFFERENT per variant
 
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OLD = "85dbc06"
+OLD = "1be0654"
 
 RUN = r'''
 import sys, json, torch, torch.nn.functional as F
@@ -41,14 +42,18 @@ if variant == "novelty":
 neg = variant in ("warp", "novelty")
 torch.manual_seed(0)
 clf = build_classifier("report28", num_outputs=11, in_channels=1, ncf=8)
+from niood_plugin import Negatives
+negatives = Negatives("warp", 1.0, last_epochs=2) if neg else None
 if which != "new":
-    if neg:
-        hp.update(jigsaw=1.0, negatives="warp", jigsaw_from=2)
-    t = InversionTrainer(clf, 10, (1, 28, 28), progress=False, seed=0, **hp)
+    t = InversionTrainer(clf, 10, (1, 28, 28), progress=False, seed=0, negatives=negatives, **hp)
 else:
-    from niood_plugin import Negatives
-    t = InversionTrainer(clf, 10, (1, 28, 28), progress=False, seed=0,
-                         negatives=Negatives("warp", 1.0, last_epochs=2) if neg else None, **hp)
+    from niood_plugin import GarbageSampler
+    trainer_keys = ("epochs", "classifier_lr", "lr_schedule", "weighted_ce")
+    garbage = GarbageSampler(10, (1, 28, 28), negatives=negatives, progress=False, seed=0,
+                             **{k: v for k, v in hp.items() if k not in trainer_keys + ("batch_size",)})
+    kw = {k: v for k, v in hp.items() if k in trainer_keys}
+    kw["lr"] = kw.pop("classifier_lr")
+    t = InversionTrainer(clf, garbage, progress=False, seed=0, **kw)
 h = t.fit(loader)
 sd = {k: v.double().sum().item() for k, v in t.classifier.state_dict().items()}
 keys = ["train_loss", "train_id_acc", "inversion_loss", "confidence", "lr", "class_weights"]
