@@ -27,24 +27,32 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_ood.detector import ODIN, Mahalanobis, MaxSoftmax
 
-from niood_plugin import InversionTrainer, UEDetector
+from niood_plugin import UEDetector
 from niood_plugin.training import train_plain
 from niood_plugin.bench.provenance import environment, git_state
 from niood_plugin.data import TensorData
 from niood_plugin.files import atomic_write_text
 from niood_plugin.models import DropOutput, as_channels_last, build_classifier, build_generator, to_channels_last
 from niood_plugin.peers import langevin_sample
-from niood_plugin.config import InversionConfig
+from niood_plugin.presets import create as create_trainer, get_preset
 
 SHAPE = (1, 28, 28)
 K = 10
 
+
+
+def recipe(name: str) -> SimpleNamespace:
+    """Every setting of preset ``name`` (the classes' defaults filled in), as attributes."""
+    preset = get_preset(name)
+    values = preset.to_dict()
+    return SimpleNamespace(**{**values["garbage"], **values["trainer"]}, batch_size=preset.batch_size)
 
 def rate(fn, n_items: int, min_time: float = 2.0, repeats: int = 3) -> float:
     """Median items/s of ``fn`` (which processes ``n_items``) over ``repeats`` timed windows."""
@@ -89,7 +97,7 @@ def detector_throughput(device, batch: int) -> dict:
 
 
 def synthesis_throughput(device) -> dict:
-    cfg = InversionConfig.from_preset("fast")
+    cfg = recipe("fast")
     gen = build_generator("report28", K + 1, cfg.latent_dim, 1, ngf=cfg.generator_width).to(device).eval()
     n = 1024
     z = torch.randn(n, cfg.latent_dim, device=device)
@@ -118,12 +126,12 @@ def plain_epoch(device, loader, lr: float, channels_last: bool) -> float:
 
 def layout_ab(device, n_train: int, repeats: int = 2) -> dict:
     """Plain epochs in contiguous and channels-last layout, alternated ``repeats`` times."""
-    cfg = InversionConfig.from_preset("fast")
+    cfg = recipe("fast")
     loader = fake_data(n_train).loader(batch_size=cfg.batch_size, shuffle=True)
     times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
     for _ in range(repeats):
         for name in times:
-            times[name].append(plain_epoch(device, loader, cfg.classifier_lr, name == "channels_last"))
+            times[name].append(plain_epoch(device, loader, cfg.lr, name == "channels_last"))
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"epoch_s": times, "median_s": med, "speedup": med["contiguous"] / med["channels_last"],
             "n_train": n_train}
@@ -131,11 +139,11 @@ def layout_ab(device, n_train: int, repeats: int = 2) -> dict:
 
 def epoch_ratio(device, n_train: int) -> dict:
     data = fake_data(n_train)
-    cfg = InversionConfig.from_preset("fast")
+    cfg = recipe("fast")
     loader = data.loader(batch_size=cfg.batch_size, shuffle=True)
-    plain_s = plain_epoch(device, loader, cfg.classifier_lr, True)  # channels-last, as the trainer
+    plain_s = plain_epoch(device, loader, cfg.lr, True)  # channels-last, as the trainer
     clf = build_classifier("report28", K + 1, 1, ncf=32)
-    trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=device, progress=False)
+    trainer = create_trainer("fast", clf, K, SHAPE, epochs=1, device=device, progress=False)
     hist = trainer.fit(loader)
     e = hist[1]
     return {"plain_epoch_s": plain_s, "inversion_epoch_s": e["time_s"], "inversion_part_s": e["inversion_time_s"],
@@ -151,8 +159,8 @@ def pool_scaling(device, n_train: int) -> dict:
     times = []
     for size in sizes:
         clf = build_classifier("report28", K + 1, 1, ncf=32)
-        trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=device, progress=False,
-                                   negatives=None, noise_samples=1, inversion_steps=1, samples_per_step=11,
+        trainer = create_trainer("fast", clf, K, SHAPE, epochs=1, device=device, progress=False,
+                                 negatives=None, noise_samples=1, inversion_steps=1, samples_per_step=11,
                                    garbage_per_epoch=size, pool_capacity=max(size, 1))
         hist = trainer.fit(data.loader(batch_size=128, shuffle=True))
         times.append(hist[1]["retrain_time_s"])
@@ -171,7 +179,7 @@ def report_schedule(device, dataset: str = "mnist") -> dict:
     32; 20 epochs on MNIST, 41 on CIFAR-10), measured on a few steps and batches and
     extrapolated to one epoch and the whole run."""
     arch, shape, n_id = REPORT_SCHEDULES[dataset]
-    cfg = InversionConfig.from_preset("report", dataset)
+    cfg = recipe(f"report-{dataset}")
     clf = to_channels_last(build_classifier(arch, K + 1, shape[0], ncf=64)).to(device).eval()
     gen = build_generator(arch, K + 1, cfg.latent_dim, shape[0], ngf=cfg.generator_width).to(device)
     for p in clf.parameters():
@@ -196,7 +204,7 @@ def report_schedule(device, dataset: str = "mnist") -> dict:
     clf.train()
     for p in clf.parameters():
         p.requires_grad_(True)
-    copt = torch.optim.Adam(clf.parameters(), lr=cfg.classifier_lr)
+    copt = torch.optim.Adam(clf.parameters(), lr=cfg.lr)
     x = as_channels_last((torch.rand(cfg.batch_size, *shape) * 2 - 1).to(device))
     y = torch.randint(0, K + 1, (cfg.batch_size,), device=device)
 
@@ -276,12 +284,12 @@ def ddp_worker(out: str, device: str, n_train: int) -> None:
     from niood_plugin import distributed
 
     dev = distributed.setup(device)
-    cfg = InversionConfig.from_preset("fast")
+    cfg = recipe("fast")
     w = distributed.world_size()
     loader = fake_data(n_train).loader(batch_size=cfg.batch_size // w, shuffle=True, distributed=True, device=dev)
     torch.manual_seed(0)
     clf = build_classifier("report28", K + 1, 1, ncf=32)
-    trainer = InversionTrainer(clf, K, SHAPE, preset="fast", epochs=1, device=dev, progress=False)
+    trainer = create_trainer("fast", clf, K, SHAPE, epochs=1, device=dev, progress=False)
     e = trainer.fit(loader)[1]
     if distributed.is_main():
         inverted = cfg.inversion_steps * cfg.samples_per_step

@@ -19,16 +19,15 @@ from pathlib import Path
 
 import torch
 
-from niood_plugin import InversionTrainer
 from niood_plugin.bench.provenance import environment, git_state
-from niood_plugin.config import InversionConfig
+from niood_plugin.presets import create as create_trainer
 from niood_plugin.data import CropFlip, TensorData
 from niood_plugin.files import atomic_write_text
 from niood_plugin.models import build_classifier, to_channels_last
 from niood_plugin.training import train_plain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perf import header, report_schedule  # noqa: E402  (benchmarks/perf.py: the same measurement for MNIST)
+from perf import header, recipe, report_schedule  # noqa: E402  (benchmarks/perf.py: the same measurement for MNIST)
 
 SHAPE, K = (3, 32, 32), 10
 BACKBONES = {"resnet10-cifar (width 16)": ("resnet10-cifar", {"width": 16}),
@@ -44,14 +43,13 @@ def fake_data(n: int, seed: int = 0) -> TensorData:
 def phases(name: str, kwargs: dict, device, n_train: int) -> dict:
     """Plain epoch, then one inversion epoch of the ``cifar`` preset (no negatives), on ``n_train`` images."""
     data = fake_data(n_train)
-    cfg = InversionConfig.from_preset("cifar")
+    cfg = recipe("cifar")
     loader = data.loader(batch_size=cfg.batch_size, shuffle=True, augment=CropFlip(), device=device)
     torch.manual_seed(0)
     plain = to_channels_last(build_classifier(name, K, 3, **kwargs)).to(device)
-    plain_s = train_plain(plain, loader, 1, cfg.classifier_lr, device, channels_last=True)[0]["time_s"]
+    plain_s = train_plain(plain, loader, 1, cfg.lr, device, channels_last=True)[0]["time_s"]
     clf = build_classifier(name, K + 1, 3, **kwargs)
-    trainer = InversionTrainer(clf, K, SHAPE, preset="cifar", epochs=1, negatives=None, device=device,
-                               progress=False)
+    trainer = create_trainer("cifar", clf, K, SHAPE, epochs=1, negatives=None, device=device, progress=False)
     e = trainer.fit(loader)[1]
     samples = cfg.inversion_steps * cfg.samples_per_step
     return {"n_train": n_train, "plain_epoch_s": plain_s, "plain_images_per_s": n_train / plain_s,

@@ -3,16 +3,18 @@
     python examples/quickstart.py            # MNIST vs Fashion-MNIST (needs the data, see README)
     python examples/quickstart.py --tiny     # synthetic data, seconds
 """
-import sys
+import argparse
 
 import torch
 from pytorch_ood.metrics import OODMetrics
 
-from niood_plugin import InversionTrainer, UEDetector
+from niood_plugin import UEDetector, presets
 from niood_plugin.data import load_dataset
 from niood_plugin.models import build_classifier
 
-tiny = "--tiny" in sys.argv
+parser = argparse.ArgumentParser(description="Train a garbage-class model and score OOD data with UEDetector.")
+parser.add_argument("--tiny", action="store_true", help="synthetic data, seconds (default: MNIST vs Fashion-MNIST)")
+tiny = parser.parse_args().tiny  # unknown arguments end the run with exit code 2
 id_name, ood_name = ("synthetic", "uniform") if tiny else ("mnist", "fashionmnist")
 train = load_dataset(id_name, "train", limit=1000 if tiny else None)
 test = load_dataset(id_name, "test", limit=300 if tiny else None)
@@ -20,9 +22,9 @@ ood = load_dataset(ood_name, "test", image_shape=train.image_shape, limit=300 if
 
 K = train.num_classes
 clf = build_classifier("report28", num_outputs=K + 1, in_channels=1, ncf=8 if tiny else 32)
-trainer = InversionTrainer(clf, num_classes=K, image_shape=train.image_shape,
-                           preset="smoke" if tiny else "fast", progress=not tiny)
-trainer.fit(train.loader(batch_size=trainer.config.batch_size, shuffle=True))
+preset = presets.get_preset("smoke" if tiny else "fast")  # InversionTrainer + GarbageSampler settings
+trainer = preset.create(clf, num_classes=K, image_shape=train.image_shape, progress=not tiny)
+trainer.fit(train.loader(batch_size=preset.batch_size, shuffle=True))
 
 detector = UEDetector(trainer.classifier.eval(), garbage_index=K)
 metrics = OODMetrics()

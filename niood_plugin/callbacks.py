@@ -14,10 +14,12 @@ epoch's history entry, which they may add figures to.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -28,12 +30,14 @@ from .errors import CheckpointError, NioodError
 from .scores import per_class_metrics
 from .validation import POSITIVE_INT, validate_params
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .trainer import InversionTrainer
+#: settings that change how a run computes, not what it learns: not part of a checkpoint's signature
+RUNTIME = ("progress", "channels_last", "generator_chunk")
+#: an :class:`~niood_plugin.InversionTrainer` (not imported: the trainer imports this module)
+InversionTrainer = Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Callback", "Checkpoint", "Measure", "SampleGrid", "fixed_inputs", "restore"]
+__all__ = ["Callback", "Checkpoint", "Measure", "SampleGrid", "fixed_inputs", "restore", "signature", "trainer_state"]
 
 
 class Callback:
@@ -141,9 +145,44 @@ class Checkpoint(Callback):
         several = distributed.world_size() > 1
         ranks = distributed.gather_objects(_rank_state(trainer)) if several else None
         if distributed.is_main():
-            state = trainer.state_dict() if ranks is None else {**trainer.state_dict(), "ranks": ranks}
-            checkpoint.save(self.path, entry["epoch"], trainer.signature(), state, trainer.train_loader,
+            state = trainer_state(trainer) if ranks is None else {**trainer_state(trainer), "ranks": ranks}
+            checkpoint.save(self.path, entry["epoch"], signature(trainer), state, trainer.train_loader,
                             len(ranks or [0]))
+
+
+def signature(trainer: "InversionTrainer") -> str:
+    """What a checkpoint must agree on to be resumed (hashed): the trainer's hyperparameters,
+    the garbage sampler's, the image shape and the checkpoint format."""
+    params = trainer.get_params()
+    params["garbage"] = {k: v for k, v in params["garbage"].items() if k not in RUNTIME}
+    blob = json.dumps({"format": checkpoint.FORMAT, "params": params,
+                       "image_shape": trainer.garbage.image_shape}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def trainer_state(trainer: "InversionTrainer") -> dict[str, Any]:
+    """Everything a resumed run needs: weights, optimiser, schedule, garbage, RNG, history."""
+    return {
+        "classifier": trainer.classifier.state_dict(), "garbage": trainer.garbage.state_dict(),
+        "classifier_opt": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+        "class_counts": trainer.class_counts_, "class_means": trainer.class_means_, "torch_rng": torch.get_rng_state(),
+        # one process: every GPU's state; several: each rank's own GPU (Checkpoint's "ranks")
+        "cuda_rng": torch.stack(torch.cuda.get_rng_state_all())
+        if trainer.device.type == "cuda" and distributed.world_size() == 1 else torch.empty(0),
+        "history": json.dumps(trainer.history),
+    }
+
+
+def _load_trainer_state(trainer: "InversionTrainer", state: dict[str, Any]) -> None:
+    trainer.classifier.load_state_dict(state["classifier"])
+    trainer.garbage.load_state_dict(state["garbage"])
+    trainer.optimizer.load_state_dict(state["classifier_opt"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.class_counts_, trainer.class_means_ = state["class_counts"], state["class_means"]
+    torch.set_rng_state(state["torch_rng"])
+    if trainer.device.type == "cuda" and state["cuda_rng"].numel():
+        torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
+    trainer.history = json.loads(state["history"])
 
 
 def _rank_state(trainer: "InversionTrainer") -> dict[str, Tensor]:
@@ -158,9 +197,9 @@ def _rank_state(trainer: "InversionTrainer") -> dict[str, Tensor]:
 def restore(trainer: "InversionTrainer", path: "str | os.PathLike[str]") -> None:
     """Load checkpoint ``path`` into a trainer inside ``fit`` (after its setup), this rank's own
     random states included."""
-    epoch, state = checkpoint.load(path, trainer.signature(), trainer.train_loader, distributed.world_size())
+    epoch, state = checkpoint.load(path, signature(trainer), trainer.train_loader, distributed.world_size())
     try:
-        trainer.load_state_dict(state)
+        _load_trainer_state(trainer, state)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit this model ({exc}); delete it or "
                               "start without resume") from exc

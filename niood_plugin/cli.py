@@ -160,24 +160,20 @@ def _config(config_file: Optional[str], flags: dict[str, Any], sets: tuple[str, 
         cfg = apply(cfg, file_values, str(config_file))
     flags = {k: v for k, v in flags.items() if v is not None}
     suite = flags.get("suite", cfg.suite)
-    if suite is not None and suite != "openood":  # our suites set the ID and OOD sets
-        from .suites import SUITES, suite_settings
+    if suite is not None:  # a suite sets what it fixes (ours: the ID and OOD sets)
+        from .errors import ConfigError
+        from .suites import suite_settings
 
-        if suite not in SUITES:
-            from .errors import ConfigError
-
-            raise ConfigError(f"unknown suite {suite!r}; choose from {SUITES.list() + ['openood']}")
-        for key, value in suite_settings(suite).items():  # the suite is the one definition: no mixing
+        settings = suite_settings(suite)  # an unknown name: "unknown suite ...; choose one of [...]"
+        for key, value in settings.items():  # the suite is the one definition: no mixing
             mine = flags.get(key, file_values.get(key))
             if mine is not None and mine != value:
-                from .errors import ConfigError
-
                 raise ConfigError(f"--suite {suite} sets {key} = {value}; drop {key} = {mine}, or drop the suite "
                                   "and give --id and --ood")
-        given = {k: v for k, v in suite_settings(suite).items() if k not in flags and k not in file_values}
+        given = {k: v for k, v in settings.items() if k not in flags and k not in file_values}
         cfg = apply(cfg, given, f"suite {suite}")
         file_values = {**file_values, **given}  # the smoke preset below does not replace them
-        if "out" not in flags and "out" not in file_values:
+        if "id" in settings and "out" not in flags and "out" not in file_values:  # else runs/<id>, below
             flags["out"] = f"runs/{suite}"
     if flags.get("preset", cfg.preset) == "smoke":
         cfg = apply(cfg, {k: v for k, v in SMOKE.items() if k not in flags and k not in file_values},
@@ -197,10 +193,12 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--config", "config_file", help="TOML or YAML file of settings.")
 @click.option("--id", "id_", help="In-distribution dataset (default mnist).")
 @click.option("--ood", multiple=True, help="OOD dataset(s); repeat or comma-separate.")
-@click.option("--suite", help="A named benchmark: mnist, fashionmnist, cifar10 (ID and OOD sets of our benchmarks), "
-                               "or openood (pytorch-ood's OpenOOD test sets for --id cifar10/cifar100).")
+@click.option("--suite", help="A named benchmark (`niood-bench list`): mnist, fashionmnist, cifar10 (ID and OOD "
+                               "sets of our benchmarks), openood (pytorch-ood's OpenOOD test sets for --id "
+                               "cifar10/cifar100).")
 @click.option("--method", "methods", multiple=True, help="Method(s): inversion, standard, fig, bal, logitnorm, vos.")
-@click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
+@click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: every detector that applies "
+                                                 "to each method; `niood-bench list` names them).")
 @click.option("--epochs", type=int, help="Training epochs (default: the preset's).")
 @click.option("--preset", help="Hyperparameter preset (default: fast for 28x28 sets, cifar for 32x32 RGB), report, smoke, ...")
 @click.option("--data-root", envvar="NIOOD_DATA",
@@ -249,7 +247,8 @@ def run(config_file, id_, ood, suite, methods, detectors, epochs, preset, data_r
 @click.option("--n", "n_attack", type=int, default=500, show_default=True, help="Start images attacked.")
 @click.option("--adaptive", is_flag=True, help="Minimise the garbage-aware UE score instead of matching features.")
 @click.option("--method", "methods", multiple=True, help="Method(s) whose cached models are attacked.")
-@click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: all).")
+@click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: every detector that applies "
+                                                 "to each method).")
 @click.option("--preset", help="Preset of the models (must match the cached run).")
 @click.option("--epochs", type=int)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -265,7 +264,7 @@ def run(config_file, id_, ood, suite, methods, detectors, epochs, preset, data_r
 @_handle_errors
 def attack(config_file, id_, start, norm, eps, steps, lr, n_attack, adaptive, methods, detectors, preset, epochs,
            sets, data_root, out, cache_dir, device, seed, test_limit, train_missing, quiet) -> None:
-    """AUROC of each method x detector when OOD images are attacked (source 004).
+    """AUROC of each method x detector when OOD images are attacked to look in-distribution.
 
     The models come from the run that the same --config/flags describe (its --out/models);
     the results go to a folder of their own, never into the run's.
@@ -308,19 +307,25 @@ def _check_data_root(data_root: Optional[str]) -> None:
 @click.option("--data-root", envvar="NIOOD_DATA")
 @_handle_errors
 def list_(data_root) -> None:
-    """Datasets (and which are present), detectors, methods, classifiers, augmentations and presets."""
-    from .bench.config import ALL_DETECTORS
+    """Datasets (and which are present), suites, detectors, methods, classifiers, augmentations and presets."""
+    from .bench.detectors import DETECTORS
     from .bench.methods import METHODS, list_methods
     from .data import dataset_status, list_augmentations, list_datasets
     from .models import list_classifiers
     from .presets import list_presets
+    from .suites import list_suites
 
     _check_data_root(data_root)
     click.echo("datasets:")
     for name in list_datasets():
         st = dataset_status(name, data_root)
         click.echo(f"  {name:<14} {'present' if st['present'] else 'missing'}")
-    click.echo("detectors: " + ", ".join(list(ALL_DETECTORS) + ["bal (with method bal)"]))
+    click.echo("suites: " + ", ".join(list_suites()))
+    click.echo("detectors:")
+    for name in DETECTORS.in_order():
+        entry = DETECTORS.get(name)
+        scope = f" ({entry.scope()})" if entry.scope() else ""
+        click.echo(f"  {name:<12} {entry.description}{scope}")
     click.echo("methods:")
     for name in list_methods():
         click.echo(f"  {name:<10} {METHODS.get(name).description}")

@@ -9,8 +9,7 @@ from pytorch_ood.api import DetectorInfo, LogitsDetector, ModelNotSetException, 
 from torch import Tensor
 from torch.nn import Module
 
-from .scores import ue_from_probs
-from .training import id_logits
+from .scores import id_logits, ue_from_probs
 from .errors import InvalidArgumentError, InvalidTypeError
 
 log = logging.getLogger(__name__)
@@ -32,13 +31,21 @@ def _check_logits(logits: Tensor, garbage_index: Optional[int]) -> None:
     if not torch.isfinite(logits).all():
         raise InvalidArgumentError("logits contain NaN or Inf: check the model and its input")
     if garbage_index is not None:
-        if isinstance(garbage_index, bool) or not isinstance(garbage_index, int):
-            raise InvalidTypeError(f"garbage_index must be an int or None, got {garbage_index!r}")
+        _check_garbage_index(garbage_index)
         n = logits.shape[1]
-        if not -n <= garbage_index < n:
+        if garbage_index >= n:
             raise InvalidArgumentError(f"garbage_index {garbage_index} is out of range for {n} outputs")
         if n < 3:
             raise InvalidArgumentError(f"with a garbage class the model needs >= 3 outputs (K >= 2), got {n}")
+
+
+def _check_garbage_index(garbage_index: object) -> None:
+    """An int >= 0: a negative index would silently name the last *class* of a K-way model."""
+    if isinstance(garbage_index, bool) or not isinstance(garbage_index, int):
+        raise InvalidTypeError(f"garbage_index must be an int or None, got {garbage_index!r}")
+    if garbage_index < 0:
+        raise InvalidArgumentError(f"garbage_index must be >= 0, got {garbage_index}: pass the index of the trained "
+                                   "garbage output itself (K for a K+1-way model), not a count from the end")
 
 
 class UEDetector(LogitsDetector):
@@ -75,6 +82,13 @@ class UEDetector(LogitsDetector):
 
     Without ``garbage_index`` every output is an in-distribution class and the score is plain
     UE (the default; ``variant`` must then be ``"combined"`` or ``"full"``, which coincide).
+
+    The detector cannot tell a garbage output from a class output: it scores whichever column
+    ``garbage_index`` names.  ``garbage_index`` must therefore be the output that was trained as
+    the garbage class (``K`` for :class:`~niood_plugin.InversionTrainer`'s K+1-way models); on a
+    plain K-way model leave it ``None``, because any index would score one real class as
+    "garbage".  Negative indices are refused for the same reason (``-1`` on a K-way model is its
+    last class).
     """
 
     info = DetectorInfo(
@@ -92,7 +106,8 @@ class UEDetector(LogitsDetector):
         """
         :param model: classifier returning logits; may be ``None`` when only
             ``predict_logits(...)`` is used
-        :param garbage_index: index of the garbage output (``-1`` for the last), or ``None``
+        :param garbage_index: index (>= 0) of the output trained as the garbage class, or ``None``
+            for a plain K-way model
         :param variant: one of ``"garbage"``, ``"combined"``, ``"id"``, ``"full"`` (see above);
             ``None``: ``"garbage"`` with a ``garbage_index``, plain UE without
         """
@@ -102,8 +117,8 @@ class UEDetector(LogitsDetector):
             raise InvalidArgumentError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
         if garbage_index is None and variant in ("id", "garbage"):
             raise InvalidArgumentError(f"variant {variant!r} needs garbage_index (the garbage output's index)")
-        if garbage_index is not None and (isinstance(garbage_index, bool) or not isinstance(garbage_index, int)):
-            raise InvalidTypeError(f"garbage_index must be an int or None, got {type(garbage_index).__name__}")
+        if garbage_index is not None:
+            _check_garbage_index(garbage_index)
         self.model = model
         self.garbage_index = garbage_index
         self.variant = variant
@@ -140,8 +155,7 @@ class UEDetector(LogitsDetector):
             return ue_from_probs(torch.softmax(logits, dim=1))
         if variant not in VARIANTS:
             raise InvalidArgumentError(f"unknown UE variant {variant!r}; choose one of {VARIANTS}")
-        n = logits.shape[1]
-        g = garbage_index % n
+        g = garbage_index
         if variant == "full":
             return ue_from_probs(torch.softmax(logits, dim=1))
         p_g = torch.softmax(logits, dim=1)[:, g]

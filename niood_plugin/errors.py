@@ -40,3 +40,7 @@ class InvalidTypeError(NioodError, TypeError):
 
 class CallOrderError(NioodError, RuntimeError):
     """A method was called before the one it depends on (e.g. ``epoch()`` before ``start()``)."""
+
+
+class FolderLockedError(NioodError, RuntimeError):
+    """An output folder is in use: another running command holds its lock file."""

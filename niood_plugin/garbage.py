@@ -57,8 +57,10 @@ class GarbageSampler:
     :param generator: a conditional generator ``G(z, vector, matrix)``, or ``None`` for the
         report's for ``image_shape``, built from torch's global RNG when first needed
         (:meth:`to`, :meth:`start`), so a seeded loop repeats exactly
-    :param alpha, beta, gamma, delta: weights of the inversion loss's KL, cross-entropy,
-        cosine-similarity and feature-orthogonality terms (report section 8)
+    :param alpha: weight of the inversion loss's KL term (report section 8)
+    :param beta: weight of its cross-entropy term
+    :param gamma: weight of its cosine-similarity term
+    :param delta: weight of its feature-orthogonality term
     :param novelty: weight of a novelty term (not in the report): generated features away
         from the ID class means, which the caller passes to :meth:`refresh`
     :param latent_dim: size of the generator's latent ``z``
@@ -177,6 +179,11 @@ class GarbageSampler:
             raise InvalidArgumentError(f"GarbageSampler.start: class_counts must be {self.num_classes} non-negative "
                                        f"integer counts (images per ID class), not all 0; got {_describe(counts)}")
         validate_params({"epochs": epochs}, {"epochs": POSITIVE_INT}, "GarbageSampler.start")
+        need = epochs * (self.garbage_per_epoch or self.samples_per_step)
+        if self.pool_policy == "all" and self.pool_capacity is not None and need > self.pool_capacity:
+            raise InvalidArgumentError(f"GarbageSampler: pool_policy 'all' would hold {need} images over {epochs} "
+                                       f"epochs but pool_capacity is {self.pool_capacity}: raise pool_capacity, set "
+                                       "it to None (unbounded), or use 'fifo'/'reservoir'")
         self._build()
         self.epochs = epochs
         n = self.noise_samples or int(counts.float().mean().round())

@@ -67,17 +67,17 @@ def check_negatives(kinds: Sequence[str], grid: int, image_shape: tuple[int, ...
         check_jigsaw_grid(grid, image_shape)
     if "rotate" in kinds and image_shape[-1] != image_shape[-2]:
         raise InvalidArgumentError(f"rotate negatives need square images, got {image_shape[-2]}x{image_shape[-1]}: "
-                         "use negatives='jigsaw'")
+                                   "use another kind, e.g. Negatives(\"warp\") or Negatives(\"jigsaw\", grid=...)")
 
 
 def check_jigsaw_grid(grid: int, image_shape: tuple[int, ...]) -> None:
     """Raise ``ValueError`` unless ``grid`` >= 2 divides the height and width of ``image_shape`` (C, H, W)."""
     if not isinstance(grid, int) or isinstance(grid, bool) or grid < 2:
-        raise InvalidArgumentError(f"jigsaw_grid must be an int >= 2, got {grid!r}")
+        raise InvalidArgumentError(f"grid must be an int >= 2 (jigsaw tiles per side), got {grid!r}")
     h, w = image_shape[-2:]
     if h % grid or w % grid:
-        raise InvalidArgumentError(f"jigsaw_grid {grid} does not divide the image size {h}x{w}: "
-                         f"choose a divisor of both (e.g. {_divisors(h, w)})")
+        raise InvalidArgumentError(f"the jigsaw grid {grid} does not divide the image size {h}x{w}: pass grid= a "
+                                   f"divisor of both (e.g. {_divisors(h, w)})")
 
 
 def _divisors(h: int, w: int) -> list[int]:

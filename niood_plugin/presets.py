@@ -72,6 +72,20 @@ class Preset:
         g, t = split_keywords(keywords)
         return replace(self, garbage={**self.garbage, **g}, trainer={**self.trainer, **t}, batch_size=batch)
 
+    def validate(self) -> "Preset":
+        """Check every value against the tables of the class that takes it (before anything is built)."""
+        validate_params({k: v for k, v in self.garbage.items() if k not in ("negatives", "generator")},
+                        GarbageSampler._parameter_constraints, "GarbageSampler")
+        validate_params(self.trainer, InversionTrainer._parameter_constraints, "InversionTrainer",
+                        only=set(self.trainer) - {"callbacks", "device"})
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        """Passes over the ID data: pre-training plus inversion epochs."""
+        trainer = self.to_dict()["trainer"]
+        return trainer["pretrain_epochs"] + trainer["epochs"]
+
     def to_dict(self) -> dict[str, Any]:
         """Every setting, the classes' defaults filled in (for records and cache keys)."""
         return {"garbage": {**_defaults(GarbageSampler), **self.garbage},
@@ -84,6 +98,9 @@ class Preset:
     def create(self, classifier: nn.Module, num_classes: int, image_shape: Sequence[int],
                **keywords: Any) -> InversionTrainer:
         """``InversionTrainer(classifier, GarbageSampler(num_classes, image_shape, ...), ...)``."""
+        if "batch_size" in keywords:
+            raise ConfigError("batch_size is the loader's, not the trainer's: build the loader with "
+                              "preset.batch_size (or your own) and pass it to fit()")
         p = self.updated(**keywords)
         return InversionTrainer(classifier, GarbageSampler(num_classes, image_shape, **p.garbage), **p.trainer)
 

@@ -7,11 +7,27 @@ For probabilities ``p`` over ``K`` outputs:
   ``b = sum_i (onehot(argmax p)_i - 1/K)^2``.  Since ``b = 1 - 1/K`` for every argmax and
   ``a = sum p^2 - 1/K``, ``UE = K (1 - sum_i p_i^2) / (K - 1)``: the normalised Gini impurity.
   UE is 0 for a one-hot ``p`` and 1 for the uniform one.
+
+:func:`id_logits` removes the garbage output of a K+1-way model's logits, so the K
+in-distribution ones can be scored alone.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
+
+__all__ = ["ue_from_probs", "softmax_metrics", "per_class_metrics", "id_logits"]
+
+
+def id_logits(logits: Tensor, garbage_index: Optional[int]) -> Tensor:
+    """The K in-distribution logits: ``logits`` without column ``garbage_index`` (``None``: all)."""
+    if garbage_index is None:
+        return logits
+    n = logits.shape[1]
+    g = garbage_index % n
+    return torch.cat([logits[:, :g], logits[:, g + 1:]], dim=1)
 
 
 def ue_from_probs(p: Tensor) -> Tensor:

@@ -10,10 +10,13 @@ pytorch-ood marks them), and pytorch-ood's own ``evaluate`` scores any detectors
 >>> rows = suite.evaluate([UEDetector(model, garbage_index=10), MaxSoftmax(id_model)],
 ...                       loader_kwargs={"batch_size": 512})
 
-``niood-bench run --suite mnist`` runs the same suite (``--suite openood`` runs pytorch-ood's
-``CIFAR10_OpenOOD`` instead, see :mod:`niood_plugin.bench.openood`).  Images are float in
-[-1, 1], converted to the ID geometry; ``test_limit`` keeps the same class-balanced subsets as
-``niood-bench --test-limit``.
+``niood-bench run --suite NAME`` runs the suite :data:`SUITES` holds under ``NAME``: ours, and
+``openood`` (:class:`OpenOOD`, pytorch-ood's ``CIFAR10_OpenOOD`` / ``CIFAR100_OpenOOD``).  Each
+entry is a :class:`OneVsRest` class; what the harness asks of it is the same for every entry:
+:meth:`~OneVsRest.settings` (the run settings it fixes), :meth:`~OneVsRest.check_config`,
+:meth:`~OneVsRest.from_config` (the loaded suite) and :meth:`~OneVsRest.recorded_settings`.
+Images are float in [-1, 1], converted to the ID geometry; ``test_limit`` keeps the same
+class-balanced subsets as ``niood-bench --test-limit``.
 """
 from __future__ import annotations
 
@@ -22,16 +25,16 @@ from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 from pytorch_ood.benchmark import Benchmark
-from torch.utils.data import ConcatDataset, Dataset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
-from .data import TensorData, dataset_status, load_dataset
+from .data import TensorData, dataset_status, get_spec, load_dataset, subset_indices, to_geometry
 from .errors import ConfigError, DatasetNotFoundError, InvalidArgumentError
 from .registry import Registry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OneVsRest", "MNISTOneVsRest", "FashionMNISTOneVsRest", "CIFAR10OneVsRest", "SUITES", "list_suites",
-           "suite_settings"]
+__all__ = ["OneVsRest", "MNISTOneVsRest", "FashionMNISTOneVsRest", "CIFAR10OneVsRest", "OpenOOD", "SUITES",
+           "list_suites", "suite_settings", "load_suite"]
 
 
 class OneVsRest(Benchmark):
@@ -79,6 +82,40 @@ class OneVsRest(Benchmark):
                             dataset_status(name)["how_to_get"])
         self.ood_names = list(self.oods)
 
+    #: near-OOD set names (OpenOOD's ``nearood`` group); ``None``: no near/far grouping
+    near: Optional[tuple[str, ...]] = None
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        """The run settings this suite fixes: ``id``, ``ood`` and ``ood_optional`` ({} without ``id_name``)."""
+        if cls.id_name is None:
+            return {}
+        return {"id": cls.id_name, "ood": list(cls.default_ood), "ood_optional": list(cls.default_ood_optional)}
+
+    @classmethod
+    def check_config(cls, cfg: Any, name: str) -> None:
+        """Refuse a run configuration (``id``, ``ood``, ...) that does not fit suite ``name``."""
+        wanted = cls.settings()
+        if any(getattr(cfg, k) != v for k, v in wanted.items()):
+            raise ConfigError(f"suite {name!r} is id={wanted['id']!r}, ood={wanted['ood']}, ood_optional="
+                              f"{wanted['ood_optional']}: leave those to it (BenchConfig(**suite_settings(...)) in "
+                              "Python), or drop the suite")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "OneVsRest":
+        """The suite of a run configuration (``id``, ``ood``, ``ood_optional``, ``data_root``, the limits, ``seed``)."""
+        return cls(cfg.data_root, id=cfg.id, ood=cfg.ood, ood_optional=cfg.ood_optional,
+                   train_limit=cfg.train_limit, test_limit=cfg.test_limit, seed=cfg.seed)
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """Settings a run records after loading, where the suite chose them ({}: the configuration's stand)."""
+        return {}
+
+    @classmethod
+    def planned_set_names(cls, cfg: Any) -> list[str]:
+        """The OOD set names a run of ``cfg`` will write files for, before anything is loaded."""
+        return list(cfg.ood) + list(cfg.ood_optional)
+
     @property
     def num_classes(self) -> int:
         return int(self.train.num_classes)
@@ -124,19 +161,106 @@ class CIFAR10OneVsRest(OneVsRest):
     default_ood_optional = ("svhn", "cifar100", "textures", "places365")
 
 
-#: The named suites (``niood-bench run --suite NAME``).
+class OpenOOD(OneVsRest):
+    """pytorch-ood's OpenOOD v1.5 benchmark of ``id`` (``cifar10`` or ``cifar100``): its ID test set
+    and OOD sets (near-OOD CIFAR-100 or CIFAR-10 and Tiny ImageNet; far-OOD MNIST, SVHN, Textures,
+    Places365), our ID training set.  pytorch-ood downloads the data on first use (with
+    ``gdown``) into ``<root>/openood``; offline, without it, this raises
+    :class:`~niood_plugin.errors.DatasetNotFoundError` with one line that says so."""
+
+    #: ID set -> (pytorch-ood benchmark class, near-OOD names); the other OOD sets are far-OOD
+    BENCHMARKS: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
+        "cifar10": ("CIFAR10_OpenOOD", ("CIFAR100", "TinyImageNet")),
+        "cifar100": ("CIFAR100_OpenOOD", ("CIFAR10", "TinyImageNet"))}
+
+    def __init__(self, root: Optional[str] = None, *, id: str = "cifar10", train_limit: Optional[int] = None,
+                 test_limit: Optional[int] = None, seed: int = 0):
+        import pytorch_ood.benchmark as benchmarks
+        from torchvision.transforms import CenterCrop, Compose, Resize, ToTensor
+
+        from .data.storage import resolve_root
+
+        if id not in self.BENCHMARKS:
+            raise ConfigError(f"OpenOOD has test sets for id {' or '.join(self.BENCHMARKS)}, not {id!r}")
+        name, self.near = self.BENCHMARKS[id]
+        where = resolve_root(root) / "openood"
+        size = get_spec(id).shape[1]  # OpenOOD's own test-time preprocessing: resize, centre crop
+        try:
+            bench = getattr(benchmarks, name)(root=str(where), transform=Compose([Resize(size), CenterCrop(size),
+                                                                                   ToTensor()]), download=True)
+        except Exception as exc:  # no gdown, no network, or an incomplete download
+            why = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise DatasetNotFoundError(
+                f"pytorch-ood's {name} (OpenOOD's test sets) is not under {where} and could not be downloaded "
+                f"({type(exc).__name__}: {why}); online it downloads itself (pip install gdown), offline use "
+                "--suite cifar10") from None
+        self.root, self.id = root, id
+        self.train = load_dataset(id, "train", root, limit=train_limit, seed=seed)
+        shape = self.train.image_shape
+        self.test = as_tensor_data(bench.test_sets(known=True, unknown=False)[0], f"{id}-openood", shape,
+                                   test_limit, seed)
+        self.oods = {n: as_tensor_data(ds, n, shape, test_limit, seed)
+                     for n, ds in zip(bench.ood_names, bench.test_sets(known=False))}
+        self.skipped: dict[str, str] = {}
+        self.ood_names = list(self.oods)
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        """Nothing: the ID set is the run's (one of :attr:`BENCHMARKS`), the OOD sets OpenOOD's."""
+        return {}
+
+    @classmethod
+    def check_config(cls, cfg: Any, name: str) -> None:
+        if cfg.id not in cls.BENCHMARKS:
+            raise ConfigError(f"--suite {name} has test sets for --id {' or '.join(cls.BENCHMARKS)}, not {cfg.id!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "OpenOOD":
+        return cls(cfg.data_root, id=cfg.id, train_limit=cfg.train_limit, test_limit=cfg.test_limit, seed=cfg.seed)
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """The OOD sets scored (OpenOOD's), not the configuration's list."""
+        return {"ood": list(self.oods), "ood_optional": []}
+
+    @classmethod
+    def planned_set_names(cls, cfg: Any) -> list[str]:
+        """OpenOOD names its sets once downloaded: a placeholder as long as a long name."""
+        return ["x" * 32]
+
+
+def as_tensor_data(ds: Dataset, name: str, shape: tuple[int, int, int], limit: Optional[int] = None,
+                   seed: int = 0) -> TensorData:
+    """A dataset of (image tensor in [0, 1], label) as TensorData in [-1, 1] of ``shape``
+    (a class-balanced subset of ``limit`` images, as ``test_limit`` takes)."""
+    xs, ys = [], []
+    for x, y in DataLoader(ds, batch_size=256, num_workers=0):
+        xs.append(to_geometry(x.float() * 2 - 1, shape))
+        ys.append(torch.as_tensor(y).long())
+    x, y = torch.cat(xs), torch.cat(ys)
+    idx = subset_indices(y, limit, seed=seed)
+    return TensorData(x, y, name) if idx is None else TensorData(x[idx], y[idx], name)
+
+
+#: The named suites (``niood-bench run --suite NAME``): :class:`OneVsRest` classes.
 SUITES: Registry[type] = Registry("suite")
 SUITES.register("mnist", MNISTOneVsRest)
 SUITES.register("fashionmnist", FashionMNISTOneVsRest)
 SUITES.register("cifar10", CIFAR10OneVsRest)
+SUITES.register("openood", OpenOOD)
 
 
 def list_suites() -> list[str]:
-    """Our suites, then ``openood`` (pytorch-ood's OpenOOD benchmark for CIFAR-10/100)."""
-    return SUITES.list() + ["openood"]
+    """The names of :data:`SUITES`."""
+    return SUITES.list()
 
 
 def suite_settings(name: str) -> dict[str, Any]:
-    """The ``id``, ``ood`` and ``ood_optional`` settings of our suite ``name``."""
-    cls = SUITES.get(name)
-    return {"id": cls.id_name, "ood": list(cls.default_ood), "ood_optional": list(cls.default_ood_optional)}
+    """The run settings suite ``name`` fixes (ours: ``id``, ``ood`` and ``ood_optional``; ``openood``: none)."""
+    return SUITES.get(name).settings()
+
+
+def load_suite(cfg: Any) -> OneVsRest:
+    """The suite of a run configuration: ``SUITES[cfg.suite]``, or a :class:`OneVsRest` over
+    ``cfg.id`` and ``cfg.ood`` when ``cfg.suite`` is ``None``."""
+    cls = OneVsRest if cfg.suite is None else SUITES.get(cfg.suite)
+    return cls.from_config(cfg)

@@ -2,28 +2,19 @@
 (report sections 3, 8, 9).
 
 :meth:`InversionTrainer.fit` is the loop of ``examples/own_loop.py`` plus what only a trainer
-adds (class-balanced weights, checkpoints, DDP).  With a
-:class:`~niood_plugin.garbage.GarbageSampler` holding the garbage class's images, it runs:
+adds (class-balanced weights, DDP): pre-train on ID data and noise garbage, then every epoch
+invert (the :class:`~niood_plugin.garbage.GarbageSampler` trains its generator against the
+frozen classifier and grows the pool) and retrain one epoch on ID + garbage.  Everything else
+is a :class:`~niood_plugin.callbacks.Callback`: the figures of the generated images
+(``Measure``, the default), sample grids, checkpoints (``Checkpoint``; ``fit(resume=path)``).
 
-0. **pre-train**: ID data plus Gaussian-noise images labelled as the garbage class (index K);
-1. each epoch: **invert** (train the generator against the frozen classifier; new images join
-   the garbage pool), then **retrain** one epoch on ID + garbage (+ negatives in the last
-   epochs) with class-balanced cross-entropy.
-
-Everything else is a :class:`~niood_plugin.callbacks.Callback`: the figures of the generated
-images (:class:`~niood_plugin.callbacks.Measure`, on by default), sample grids, checkpoints
-(:class:`~niood_plugin.callbacks.Checkpoint`; ``fit(resume=path)`` continues one).
-
-Under ``torchrun`` (an initialised ``torch.distributed`` process group) the same ``fit`` runs
-data-parallel: the train loader must shard the data (``DistributedSampler``), the classifier
-is retrained in ``DistributedDataParallel``, the sampler inverts in shares and keeps the same
-pool on every rank, history figures are summed over the ranks, and rank 0 alone validates and
-runs the callbacks (a checkpoint gathers every rank's random states).
+Under ``torchrun`` the same ``fit`` runs data-parallel: the loader shards the data
+(``DistributedSampler``), the classifier trains in ``DistributedDataParallel``, the sampler
+keeps one pool on every rank, history figures are summed over the ranks, and rank 0 alone
+validates and runs the callbacks (a checkpoint gathers every rank's random states).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -112,15 +103,6 @@ class InversionTrainer:
     def get_params(self) -> dict[str, Any]:
         """The method's hyperparameters, the garbage sampler's included."""
         return {**{k: getattr(self, k) for k in self.hyperparameters}, "garbage": self.garbage.get_params()}
-
-    def signature(self) -> str:
-        """What a checkpoint must agree on to be resumed (hashed): the hyperparameters, the
-        garbage sampler's, the image shape and the checkpoint format."""
-        from .checkpoint import FORMAT
-
-        blob = json.dumps({"format": FORMAT, "params": self.get_params(), "image_shape": self.garbage.image_shape},
-                          sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # ------------------------------------------------------------------ the method, top to bottom
     def fit(self, train_loader: Iterable, *, val_loader: Optional[Iterable] = None,
@@ -267,30 +249,6 @@ class InversionTrainer:
         log.info("epoch %d: %s", entry["epoch"], _fmt(entry))
         for cb in callbacks:
             cb.on_epoch_end(self, entry)
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs: weights, optimisers, schedule, garbage, RNG, history."""
-        return {
-            "classifier": self.classifier.state_dict(), "garbage": self.garbage.state_dict(),
-            "classifier_opt": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "class_counts": self.class_counts_, "class_means": self.class_means_, "torch_rng": torch.get_rng_state(),
-            # one process: every GPU's state; several: each rank's own GPU (Checkpoint's "ranks")
-            "cuda_rng": torch.stack(torch.cuda.get_rng_state_all())
-            if self.device.type == "cuda" and distributed.world_size() == 1 else torch.empty(0),
-            "history": json.dumps(self.history),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.classifier.load_state_dict(state["classifier"])
-        self.garbage.load_state_dict(state["garbage"])
-        self.optimizer.load_state_dict(state["classifier_opt"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.class_counts_, self.class_means_ = state["class_counts"], state["class_means"]
-        torch.set_rng_state(state["torch_rng"])
-        if self.device.type == "cuda" and state["cuda_rng"].numel():
-            torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
-        self.history = json.loads(state["history"])
 
 
 def _fmt(entry: dict[str, Any]) -> str:

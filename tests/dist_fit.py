@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from niood_plugin import InversionTrainer, distributed
+from niood_plugin import distributed, presets
 from niood_plugin.data import TensorData
 from niood_plugin.models import build_classifier, build_generator, generator_for_shape
 
@@ -51,13 +51,12 @@ def run(out: str, mode: str) -> None:
     generator = None
     extra = {}
     if exact:
-        generator = build_generator(generator_for_shape((1, 28, 28)), num_classes=11, nz=8, out_channels=1, ngf=8)
+        generator = build_generator(generator_for_shape((1, 28, 28)), num_outputs=11, nz=8, out_channels=1, ngf=8)
         for m in (clf, generator):
             _strip_batchnorm(m)
         extra = dict(novelty=1.0, weighted_ce=False, noise_samples=640, negatives=None)
-    trainer = InversionTrainer(clf, 10, (1, 28, 28), preset="smoke", progress=False, inversion_steps=3,
-                               samples_per_step=110, latent_dim=8, generator_width=8, epochs=2, classifier_lr=3e-3,
-                               generator=generator, **extra)
+    trainer = presets.create("smoke", clf, 10, (1, 28, 28), progress=False, inversion_steps=3, samples_per_step=110,
+                             latent_dim=8, generator_width=8, epochs=2, lr=3e-3, generator=generator, **extra)
     history = trainer.fit(loader, val_loader=TensorData(x[640:900], torch.tensor(d.target)[640:900], "v").loader(260))
     plain = {}
     if exact:  # train_plain (standard, LogitNorm, VOS in the harness) in DDP: the same global batch
@@ -69,9 +68,9 @@ def run(out: str, mode: str) -> None:
         loader = data.loader(batch_size=GLOBAL_BATCH // w, shuffle=True, seed=1, distributed=True)
         plain = {"plain": model.state_dict(), "plain_history": [
             {k: v for k, v in e.items() if k != "time_s"} for e in train_plain(model, loader, 2, 3e-3, "cpu")]}
-    torch.save({**plain, "classifier": trainer.classifier.state_dict(), "generator": trainer.generator.state_dict(),
+    torch.save({**plain, "classifier": trainer.classifier.state_dict(), "generator": trainer.garbage.generator.state_dict(),
                 "history": [{k: v for k, v in e.items() if not k.endswith("time_s")} for e in history],
-                "pool": trainer.pool.raw().clone(), "world_size": w}, f"{out}.{distributed.rank()}.pt")
+                "pool": trainer.garbage.pool.raw().clone(), "world_size": w}, f"{out}.{distributed.rank()}.pt")
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def test_cuda() -> None:
 @pytest.mark.parametrize("make_score", [
     lambda m: ue_score_fn(m, garbage_index=10),
     lambda m: ue_score_fn(m),
-    lambda m: garbage_prob_score_fn(m, garbage_index=-1),
+    lambda m: garbage_prob_score_fn(m, garbage_index=10),
 ], ids=["ue-garbage", "ue", "p-garbage"])
 @pytest.mark.parametrize("norm,eps", [("linf", 0.3), ("l2", 3.0)])
 def test_adaptive_attack_lowers_score(make_score, norm: str, eps: float) -> None:
@@ -202,7 +202,7 @@ def test_uncertainty_score_formula() -> None:
     uniform, peaked = torch.zeros(1, 4), torch.tensor([[30.0, 0.0, 0.0, 0.0]])
     assert torch.allclose(uncertainty_score(uniform), torch.ones(1))
     assert uncertainty_score(peaked).item() < 1e-6
-    assert torch.allclose(uncertainty_score(torch.tensor([[0.0, 0.0, 30.0]]), garbage_index=-1), torch.ones(1))
+    assert torch.allclose(uncertainty_score(torch.tensor([[0.0, 0.0, 30.0]]), garbage_index=2), torch.ones(1))
 
 
 # --------------------------------------------------------------------------------------

@@ -45,6 +45,39 @@ def test_second_run_uses_the_model_cache(smoke_run):
     assert {r["detector"] for r in payload["results"]} == {"msp"}
 
 
+def test_default_detectors_fit_a_run_of_standard_alone(smoke_run):
+    """Without --detectors each method gets the detectors that apply to it; the others are named in a note."""
+    out, _ = smoke_run
+    result = CliRunner().invoke(main, SMOKE + ["--out", str(out), "--method", "standard"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output  # was refused: ue-id and garbage need method inversion
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["methods"]["standard"]["cached"]
+    assert [r["detector"] for r in payload["results"] if r["ood"] == "gaussian"] == [
+        "ue", "msp", "odin", "energy", "mahalanobis", "maxlogit", "knn", "vim", "entropy"]
+    assert "garbage (method inversion only) on standard" in (out / "results.md").read_text()
+
+
+def test_a_registered_detector_is_scored_by_a_run(smoke_run):
+    """The example of docs/guide/detectors.md: a KNN with k = 5, registered in Python, named like ours."""
+    from pytorch_ood.detector import KNN
+
+    from niood_plugin.bench.detectors import DETECTORS, DetectorEntry
+
+    out, _ = smoke_run
+    DETECTORS.register("knn5", DetectorEntry(lambda d: KNN(d.post_hoc.features, k=5).fit_features(*d.fit),
+                                             feed="features", needs_fit=True, description="KNN with k = 5"))
+    try:
+        result = CliRunner().invoke(main, SMOKE + ["--out", str(out), "--detectors", "knn5,msp"],
+                                    catch_exceptions=False)
+    finally:
+        DETECTORS._entries.pop("knn5")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert {(r["method"], r["detector"]) for r in rows} == {(m, d) for m in ("inversion", "standard")
+                                                           for d in ("knn5", "msp")}
+    assert {r["scored_on"] for r in rows if r["detector"] == "knn5"} == {"penultimate features"}
+
+
 def test_negatives_table_reaches_the_trainer_and_the_cache_key(tmp_path):
     """--set negatives.*: the Negatives recipe is in results.json, active only in the last epoch, and
     part of the cache key (the same run again is cached; without negatives it is another model)."""

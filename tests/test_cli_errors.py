@@ -67,8 +67,8 @@ CASES = [
     (RUN + ["--id", "synthetic", "--ood", "synthetic"], "both the ID set and an OOD set"),
     (RUN + ["--id", "gaussian"], "no class labels"),
     # typing: YAML 1.1 words are strings, a bool is never a number, an int never a bool
-    (RUN + ["--set", "classifier_lr=yes"], "classifier_lr must be"),
-    (RUN + ["--set", "classifier_lr=True"], "classifier_lr must be"),
+    (RUN + ["--set", "lr=yes"], "lr must be"),
+    (RUN + ["--set", "lr=True"], "lr must be"),
     (RUN + ["--set", "gamma=true"], "gamma must be"),
     (RUN + ["--set", "weighted_ce=yes"], "weighted_ce must be"),
     (RUN + ["--set", "weighted_ce=1"], "weighted_ce must be"),
@@ -80,7 +80,7 @@ CASES = [
     (RUN + ["--set", "negatives.bogus=1"], "unknown negatives key"),
     (RUN + ["--set", "negatives.per_image=true"], "negatives.per_image must be"),
     (RUN + ["--set", "negatives.kinds=blur"], "negatives:"),
-    (RUN + ["--set", "classifier_lr=[1"], "not valid JSON"),
+    (RUN + ["--set", "lr=[1"], "not valid JSON"),
     (RUN + ["--epochs", "3", "--set", "epochs=2"], "epochs is given twice"),
     # ranges
     (RUN + ["--seed", "-1"], "seed must be an int in [0, 4294967295]"),
@@ -108,7 +108,7 @@ CASES = [
     (lambda t: RUN + ["--config", _file("c.toml", "epochs = [\n")(t)], "not valid TOML"),
     (lambda t: RUN + ["--config", _file("c.yaml", "epochs: yes\n")(t)], "epochs must be"),
     (lambda t: RUN + ["--config", _file("c.yaml", "seed: 1e3\n")(t)], "seed must be an int"),
-    (lambda t: RUN + ["--config", _file("c.yaml", "hparams:\n  classifier_lr: on\n")(t)], "classifier_lr must be"),
+    (lambda t: RUN + ["--config", _file("c.yaml", "hparams:\n  lr: on\n")(t)], "lr must be"),
     (lambda t: RUN + ["--config", _file("c.yaml", "epochs: 2\nepochs: 3\n")(t)], "duplicate key 'epochs'"),
     (lambda t: RUN + ["--config", _file("c.yaml", "a: [1\nb: 2\n")(t)], "at line 2"),
     (lambda t: RUN + ["--config", _file("c.yaml", "- 1\n- 2\n")(t)], "mapping"),
@@ -234,23 +234,23 @@ def test_set_values_parse_as_int_float_bool_string(text, value):
 
 
 def test_set_typing_reaches_the_config():
-    cfg = apply_sets(BenchConfig(), ["classifier_lr=1e-3", "weighted_ce=false", "negatives.kinds=warp",
+    cfg = apply_sets(BenchConfig(), ["lr=1e-3", "weighted_ce=false", "negatives.kinds=warp",
                                      "negatives.last_epochs=2", "negatives.per_image=1"])
-    assert cfg.hparams == {"classifier_lr": 1e-3, "weighted_ce": False}
+    assert cfg.hparams == {"lr": 1e-3, "weighted_ce": False}
     assert cfg.negatives == {"kinds": "warp", "last_epochs": 2, "per_image": 1}
-    assert type(cfg.hparams["classifier_lr"]) is float
-    assert cfg.inversion_config().classifier_lr == 1e-3          # accepted by the trainer's table
+    assert type(cfg.hparams["lr"]) is float
+    assert cfg.recipe().trainer["lr"] == 1e-3          # accepted by the trainer's table
     assert apply_sets(cfg, ["negatives=none"]).negatives is None
     assert "negatives" in cfg.to_dict() and cfg.to_dict()["negatives"]["kinds"] == "warp"
 
 
 def test_yaml_files_use_the_yaml_1_2_core_schema(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("id: synthetic\nepochs: 3\nhparams:\n  classifier_lr: 1e-3\n  weighted_ce: false\n"
+    path.write_text("id: synthetic\nepochs: 3\nhparams:\n  lr: 1e-3\n  weighted_ce: false\n"
                     "  conditioning: on\n  novelty: 017\nnegatives:\n  kinds: warp\n  last_epochs: null\n"
                     "out: 2001-12-14\n")
     values = load_config_file(path)
-    assert values["hparams"] == {"classifier_lr": 1e-3, "weighted_ce": False, "conditioning": "on", "novelty": 17}
+    assert values["hparams"] == {"lr": 1e-3, "weighted_ce": False, "conditioning": "on", "novelty": 17}
     assert values["negatives"] == {"kinds": "warp", "last_epochs": None}
     assert values["out"] == "2001-12-14"   # YAML 1.1 would make it a date
     cfg = apply(BenchConfig(), values, str(path))

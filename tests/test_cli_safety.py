@@ -1,6 +1,7 @@
-"""Nothing lost (issue 24): an output folder belongs to one command, a run removes only its own
-checkpoints and its own stale plots, files get the user's umask, and results.json says where it
-came from.  One smoke training of ``inversion`` is shared by the module; the rest reuses its cache."""
+"""Nothing lost: an output folder belongs to one command, a run removes only its own
+checkpoints and the stale plots the previous run recorded, files get the user's umask, and
+results.json says where it came from.  One smoke training of ``inversion`` is shared by the
+module; the rest reuses its cache."""
 import json
 import os
 import shutil
@@ -128,15 +129,20 @@ def test_results_record_their_provenance(trained):
 
 def test_a_rerun_replaces_the_previous_runs_plots_and_nothing_else(trained):
     out = trained["out"]
-    assert not (out / "roc_fig_mnist.png").exists() and not (out / "hist_standard_msp.png").exists()
-    assert not (out / "samples" / "fig").exists()
-    assert (out / "hist_inversion_msp.png").is_file()
+    # the folder held plots and grids but no record of what wrote them: none is removed by its name
+    assert (out / "roc_fig_mnist.png").exists() and (out / "hist_standard_msp.png").exists()
+    assert (out / "samples" / "fig" / "samples_epoch_001.png").exists()
+    written = trained["payload"]["files"]["written"]
+    assert "roc_uniform.png" in written
     (out / "my-notes.txt").write_text("mine")
     grids = sorted((out / "samples" / "inversion").glob("*.png"))
-    result = CliRunner().invoke(main, [*ARGS[:-1], "garbage", "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(main, [*ARGS, "--ood", "gaussian", "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert not (out / "hist_inversion_msp.png").exists() and (out / "hist_inversion_garbage.png").is_file()
-    assert (out / "my-notes.txt").read_text() == "mine"
+    files = json.loads((out / "results.json").read_text())["files"]
+    stale = set(written) - set(files["written"])     # what the previous run recorded and this one did not write
+    assert "roc_uniform.png" in stale and sorted(files["removed"]) == sorted(stale)
+    assert not any((out / name).exists() for name in stale) and (out / "roc_gaussian.png").is_file()
+    assert (out / "my-notes.txt").read_text() == "mine" and (out / "roc_fig_mnist.png").exists()
     assert grids and sorted((out / "samples" / "inversion").glob("*.png")) == grids  # same cached model's grids
 
 

@@ -32,6 +32,49 @@ def test_batches_of_both_conventions():
         assert bx is x and by is y
 
 
+@pytest.mark.parametrize("batch, match", [
+    (torch.zeros(4, 1, 4, 4), "got a Tensor of shape (4, 1, 4, 4)"),             # images alone: no labels
+    (np.zeros((4, 1, 4, 4)), "got a numpy.ndarray of shape (4, 1, 4, 4)"),
+    ((torch.zeros(4, 1, 4, 4),), "tuple of 1 item"),
+    ([torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)], "labels [B]"),                # two images, not (x, y)
+    ((torch.zeros(2, 1, 4, 4), torch.tensor([1, 2, 3])), "labels [B]"),          # batch sizes differ
+    ((np.zeros((2, 1, 4, 4)), np.array([1, 2])), "x must be a torch.Tensor, got a numpy.ndarray"),
+    ((torch.zeros(2, 1, 4, 4), [1, 2]), "y must be a torch.Tensor, got a list"),
+    ({"image": torch.zeros(2, 1, 4, 4), "target": torch.tensor([1, 2])}, "got keys ['image', 'target']"),
+    ({"data": torch.zeros(2, 1, 4, 4), "label": np.array([1, 2])}, "batch['label'] must be a torch.Tensor"),
+    ("x, y", "got a str"),
+    (None, "got a NoneType"),
+])
+def test_batch_xy_refuses_what_is_not_an_x_y_pair(batch, match):
+    from niood_plugin.errors import NioodError
+
+    with pytest.raises((TypeError, ValueError)) as info:
+        batch_xy(batch)
+    assert isinstance(info.value, NioodError) and match in str(info.value) and "\n" not in str(info.value)
+
+
+def test_other_converters_refuse_non_tensors_by_name():
+    with pytest.raises(TypeError, match="scores must be a torch.Tensor, got a numpy.ndarray"):
+        openood_confidence(np.zeros(3))
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor, got a list"):
+        ensemble_logits([[0.0, 1.0]])
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor"):
+        ue_and_prediction(np.zeros((2, 3)), 2)
+
+
+def test_the_garbage_index_of_the_adapters_is_required_and_not_negative():
+    from niood_plugin.integrations.convert import REQUIRED, check_garbage_index
+
+    with pytest.raises(ValueError, match="needs garbage_index"):
+        check_garbage_index(REQUIRED, "combined", "UECriterion")
+    with pytest.raises(ValueError, match="garbage_index must be >= 0"):
+        check_garbage_index(-1, "combined", "UECriterion")
+    assert check_garbage_index(10, "combined", "UECriterion") == 10
+    assert check_garbage_index(None, "combined", "UECriterion") is None
+    with pytest.raises(ValueError, match="garbage_index must be >= 0"):
+        ue_and_prediction(torch.zeros(2, 3), -1)
+
+
 def test_ue_and_prediction_leave_the_garbage_out_of_the_prediction():
     logits = torch.tensor([[5.0, 0.0, 9.0], [0.0, 4.0, -9.0]])  # K = 2, garbage last
     scores, pred = ue_and_prediction(logits, 2, "combined")
@@ -64,6 +107,8 @@ def test_openood_postprocessor_and_metrics(digits28):
     x, y = digits28
     net, post = _model(), UEPostprocessor(garbage_index=10)
     assert isinstance(post, BasePostprocessor) and not post.APS_mode
+    with pytest.raises(ValueError, match="needs garbage_index"):
+        UEPostprocessor()  # no default: the network does not say which output is the garbage one
     ood = torch.rand(200, 1, 28, 28) * 2 - 1
     batches = [{"data": x[:200], "label": y[:200]}, {"data": ood, "label": -torch.ones(200, dtype=torch.long)}]
     pred, conf, label = post.inference(net, batches)
@@ -84,10 +129,11 @@ def test_openood_trainer_epoch_shape(digits28):
     loader = [{"data": x[i:i + 64], "label": y[i:i + 64]} for i in range(0, 320, 64)]
     config = Config({"optimizer": {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "num_epochs": 2},
                      "dataset": {"num_classes": 10}, "seed": 0})
-    from niood_plugin import GarbageSampler
+    from niood_plugin import GarbageSampler, presets
 
-    garbage = GarbageSampler(10, (1, 28, 28), preset="smoke", inversion_steps=2, samples_per_step=66, latent_dim=8,
-                             generator_width=8)
+    smoke = {**presets.get_preset("smoke").garbage, "inversion_steps": 2, "samples_per_step": 66, "latent_dim": 8,
+             "generator_width": 8}
+    garbage = GarbageSampler(10, (1, 28, 28), **smoke)
     trainer = InversionOpenOODTrainer(_model(), loader, config, garbage=garbage)
     for epoch in (1, 2):
         net, metrics = trainer.train_epoch(epoch)
@@ -104,6 +150,8 @@ def test_torch_uncertainty_criterion():
 
     from niood_plugin.integrations.torch_uncertainty import UECriterion
 
+    with pytest.raises(ValueError, match="needs garbage_index"):
+        UECriterion()
     crit = get_ood_criterion(UECriterion(garbage_index=10))
     assert isinstance(crit, TUOODCriterion) and crit.input_type == OODCriterionInputType.LOGIT
     logits = torch.randn(8, 1, 11)  # the routine's [batch, estimators, classes]

@@ -55,7 +55,9 @@ def test_report_classifier_shapes(name, shape, feat):
 @pytest.mark.parametrize("name, shape", [("report28", (1, 28, 28)), ("report32", (3, 32, 32))])
 @pytest.mark.parametrize("kind", CONDITIONINGS)
 def test_report_generator_shapes(name, shape, kind):
-    gen = build_generator(name, num_classes=11, nz=16, out_channels=shape[0], conditioning=kind, ngf=8)
+    gen = build_generator(name, num_outputs=11, nz=16, out_channels=shape[0], conditioning=kind, ngf=8)
+    assert gen.num_outputs == 11
+    assert gen.embed is None or gen.embed.in_features == 11  # conditioned on the K + 1 outputs
     c = sample_conditioning(kind, 5, 11)
     out = gen(torch.randn(5, 16), c.vector, c.matrix)
     assert out.shape == (5, *shape)
@@ -112,3 +114,12 @@ def test_drop_output_restricts_to_k_logits():
     w, b = last_linear(m)
     assert w.shape == (2, 4) and b.tolist() == [0.0, 1.0]
     assert torch.equal(DropOutput(Hand(), index=0)(x), full[:, 1:])
+
+
+def test_build_generator_takes_num_outputs_not_num_classes():
+    """The conditioning's size is the classifier's K + 1 outputs, named ``num_outputs`` as in
+    ``build_classifier``; ``num_classes`` (K everywhere else) is not a parameter."""
+    gen = build_generator("report28", 11, nz=8, ngf=8)
+    assert gen.num_outputs == 11 and gen.embed.in_features == 11
+    with pytest.raises(TypeError, match="num_outputs"):
+        build_generator("report28", num_classes=11, nz=8, ngf=8)

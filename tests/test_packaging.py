@@ -14,5 +14,6 @@ def test_import_keeps_the_core_light():
 def test_public_api():
     import niood_plugin
 
-    for name in ("InversionTrainer", "InversionConfig", "UEDetector", "Negatives", "SampleGrid", "Callback"):
+    for name in ("InversionTrainer", "GarbageSampler", "UEDetector", "Negatives", "SampleGrid", "Callback", "Measure",
+                 "Checkpoint"):
         assert hasattr(niood_plugin, name), name

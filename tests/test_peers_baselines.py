@@ -146,3 +146,22 @@ def test_harness_trains_logitnorm_and_vos(tmp_path):
     # LogitNorm trains differently from cross-entropy on the same data, seed and architecture
     loss = {m: res["methods"][m]["history"][0]["train_loss"] for m in ("standard", "logitnorm")}
     assert loss["standard"] != pytest.approx(loss["logitnorm"])
+
+
+def test_vos_state_dict_holds_its_queues():
+    """Its queues (pytorch-ood keeps them out of the state dict) travel with the state, so a
+    checkpointed VOS training resumes with them; a state of other queues is refused."""
+    from niood_plugin.errors import InvalidArgumentError
+
+    torch.manual_seed(0)
+    model = _MLP()
+    objective = _full_vos(model)
+    x, y = _blobs(45)
+    objective(model, x, y, 3)  # 15 features per class queued of 20
+    copy = _full_vos(_MLP())
+    copy.load_state_dict(objective.state_dict())
+    assert torch.equal(copy.criterion.data_dict, objective.criterion.data_dict)
+    assert copy.criterion.number_dict == {0: 15, 1: 15, 2: 15}
+    assert all(torch.equal(a, b) for a, b in zip(copy.trainable(), objective.trainable()))
+    with pytest.raises(InvalidArgumentError, match="feature queues of shape \\(3, 30, 8\\)"):
+        VOSObjective(_MLP(), 4, sample_number=30, sample_from=500).load_state_dict(objective.state_dict())

@@ -19,7 +19,7 @@ TRAIN_SCRIPT = r"""
 import json, sys, torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
-from niood_plugin import InversionTrainer
+from niood_plugin import Checkpoint, Measure, presets
 from niood_plugin.data import TensorData
 from niood_plugin.models import build_classifier
 torch.set_num_threads(1)
@@ -29,8 +29,9 @@ x = F.interpolate(torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0, s
 data = TensorData((x * 2 - 1).clamp(-1, 1)[:400], torch.tensor(d.target)[:400], "digits")
 torch.manual_seed(0)
 clf = build_classifier("report28", 11, 1, ncf=8)
-trainer = InversionTrainer(clf, 10, (1, 28, 28), preset="smoke", epochs=3, inversion_steps=2, samples_per_step=66,
-                           latent_dim=8, generator_width=8, progress=False, seed=0)
+trainer = presets.create("smoke", clf, 10, (1, 28, 28), epochs=3, inversion_steps=2, samples_per_step=66,
+                         latent_dim=8, generator_width=8, progress=False, seed=0,
+                         callbacks=[Measure(), Checkpoint(ckpt)])
 if stall != "-":  # stall a few forward passes into epoch 2 and tell the parent, which then kills us
     import pathlib, time
     from niood_plugin import checkpoint
@@ -47,7 +48,7 @@ if stall != "-":  # stall a few forward passes into epoch 2 and tell the parent,
                 time.sleep(600)
     checkpoint.save = counted_save
     clf.register_forward_hook(hook)
-hist = trainer.fit(data.loader(batch_size=64, shuffle=True, seed=0), checkpoint=ckpt, resume=ckpt if resume else None)
+hist = trainer.fit(data.loader(batch_size=64, shuffle=True, seed=0), resume=ckpt if resume else None)
 json.dump([{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist], open(out, "w"))
 """
 
@@ -144,3 +145,70 @@ def test_corrupt_data_file_exits_2(tmp_path):
                                        str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--quiet"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- loaders: one line, not torch's
+def _images(n=8, dtype=torch.float32):
+    return (torch.rand(n, 1, 28, 28) * 2 - 1).to(dtype), torch.arange(n) % 4
+
+
+def _plain_model():
+    from niood_plugin.models import build_classifier
+
+    torch.manual_seed(0)
+    return build_classifier("report28", num_outputs=4, in_channels=1, ncf=8)
+
+
+def test_an_empty_first_batch_is_named_in_one_line():
+    from niood_plugin.errors import InvalidArgumentError
+    from niood_plugin.training import check_loader, train_plain
+
+    x, y = _images()
+    loader = [(x[:0], y[:0]), (x, y)]  # e.g. a sampler that gives the first batch nothing
+    for call in (lambda: check_loader(loader, (1, 28, 28), 4), lambda: train_plain(_plain_model(), loader, 1, 1e-3, "cpu")):
+        with pytest.raises(InvalidArgumentError, match=r"^the first batch of train_loader is empty \(inputs of shape "
+                                                        r"\(0, 1, 28, 28\)\)") as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_float64_images_are_refused_in_one_line_by_fit_and_train_plain():
+    from niood_plugin.errors import InvalidTypeError
+    from niood_plugin.training import check_loader, train_plain
+
+    loader = [_images(dtype=torch.float64)]
+    for call in (lambda: check_loader(loader, (1, 28, 28), 4), lambda: train_plain(_plain_model(), loader, 1, 1e-3, "cpu")):
+        with pytest.raises(InvalidTypeError, match=r"images must be float32 .*got torch.float64: convert them with "
+                                                   r"x.float\(\)$"):
+            call()
+
+
+def test_train_plain_checks_its_loader_like_fit():
+    """Before: a dataset, labels past the model's outputs and NaN inputs reached torch (a
+    ValueError from unpacking, "Target 4 is out of bounds", a NaN loss)."""
+    from niood_plugin.errors import InvalidArgumentError, InvalidTypeError
+    from niood_plugin.training import train_plain
+
+    x, y = _images()
+    with pytest.raises(InvalidTypeError, match="must yield \\(x, y\\) tensor pairs"):
+        train_plain(_plain_model(), x, 1, 1e-3, "cpu")
+    with pytest.raises(InvalidArgumentError, match=r"labels must lie in \[0, 4\) \(one per output of the model, which "
+                                                   r"has 4\), got range \[4, 7\]"):
+        train_plain(_plain_model(), [(x, y + 4)], 1, 1e-3, "cpu")
+    with pytest.raises(InvalidArgumentError, match="contain NaN or Inf"):
+        train_plain(_plain_model(), [(x * float("nan"), y)], 1, 1e-3, "cpu")
+
+
+def test_train_plain_loader_check_moves_no_random_state():
+    """The check reads one batch; the loader's generator and torch's state are put back, so a
+    checked training sees the batches (and dropout masks) an unchecked one would."""
+    from niood_plugin.data import BatchLoader, CropFlip
+    from niood_plugin.training import _check_plain_loader
+
+    x, y = _images(40)
+    loader = BatchLoader(x, y, batch_size=10, shuffle=True, seed=3, augment=CropFlip())
+    model = _plain_model().train()
+    gen, rng = loader.generator.get_state(), torch.get_rng_state()
+    _check_plain_loader(loader, model, torch.device("cpu"), channels_last=True)
+    assert torch.equal(loader.generator.get_state(), gen) and torch.equal(torch.get_rng_state(), rng)
+    assert model.training

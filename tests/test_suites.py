@@ -13,8 +13,8 @@ from niood_plugin import UEDetector
 from niood_plugin.bench.runner import ModelSource, load_data
 from niood_plugin.cli import _config, main
 from niood_plugin.models import DropOutput
-from niood_plugin.suites import (SUITES, CIFAR10OneVsRest, FashionMNISTOneVsRest, MNISTOneVsRest, OneVsRest,
-                                 list_suites, suite_settings)
+from niood_plugin.suites import (SUITES, CIFAR10OneVsRest, FashionMNISTOneVsRest, MNISTOneVsRest, OneVsRest, OpenOOD,
+                                 list_suites, load_suite, suite_settings)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,71 @@ def test_openood_suite_offline_fails_with_one_line(tmp_path):
     assert result.exit_code == 2 and "cifar10 or cifar100" in result.output
 
 
+def test_openood_is_an_entry_of_the_suite_registry(tmp_path):
+    from niood_plugin.bench.config import BenchConfig
+    from niood_plugin.bench.runner import validate
+    from niood_plugin.errors import ConfigError
+
+    assert SUITES.get("openood") is OpenOOD and suite_settings("openood") == {}  # it fixes no setting
+    cfg = _config(None, {"suite": "openood", "id": "cifar100"}, ())
+    assert (cfg.suite, cfg.id, cfg.out) == ("openood", "cifar100", "runs/cifar100")
+    with pytest.raises(ConfigError, match="cifar10 or cifar100, not 'mnist'"):
+        validate(BenchConfig(suite="openood", out=str(tmp_path / "o")).resolved())
+    with pytest.raises(ConfigError, match="unknown suite 'nosuch'"):
+        _config(None, {"suite": "nosuch"}, ())
+
+
+def test_openood_loads_through_the_registry_like_every_suite(monkeypatch):
+    """pytorch-ood's CIFAR10_OpenOOD (faked here: it downloads) gives the test sets, near and far."""
+    import pytorch_ood.benchmark
+    from torch.utils.data import TensorDataset
+
+    import niood_plugin.suites as suites
+    from niood_plugin.bench.config import BenchConfig
+    from niood_plugin.data import TensorData
+
+    class FakeOpenOOD:
+        ood_names = ["CIFAR100", "TinyImageNet", "MNIST", "SVHN"]
+
+        def __init__(self, root, transform, download):
+            assert root.endswith("openood") and download
+
+        def test_sets(self, known=True, unknown=True):
+            if not unknown:
+                return [TensorDataset(torch.rand(20, 3, 32, 32), torch.arange(20) % 10)]
+            return [TensorDataset(torch.rand(12, 3, 32, 32), -torch.ones(12, dtype=torch.long)) for _ in self.ood_names]
+
+    monkeypatch.setattr(pytorch_ood.benchmark, "CIFAR10_OpenOOD", FakeOpenOOD)
+    train = TensorData(torch.rand(40, 3, 32, 32) * 2 - 1, torch.arange(40) % 10, "cifar10")
+    monkeypatch.setattr(suites, "load_dataset", lambda *a, **k: train)
+    cfg = BenchConfig(id="cifar10", suite="openood", test_limit=10)
+    suite = load_suite(cfg)
+    assert isinstance(suite, OpenOOD) and isinstance(suite, Benchmark) and suite.near == ("CIFAR100", "TinyImageNet")
+    assert list(suite.oods) == FakeOpenOOD.ood_names and len(suite.test) == 10 and suite.train is train
+    assert suite.recorded_settings() == {"ood": FakeOpenOOD.ood_names, "ood_optional": []}
+    data = load_data(cfg)
+    assert data.groups == {"nearood": ["CIFAR100", "TinyImageNet"], "farood": ["MNIST", "SVHN"]}
+
+
+def test_a_users_suite_is_chosen_like_ours(tmp_path):
+    import dataclasses
+
+    from niood_plugin.bench.runner import validate
+
+    class Tiny(OneVsRest):
+        id_name = "synthetic"
+        default_ood = ("gaussian",)
+
+    SUITES.register("tiny", Tiny)
+    try:
+        cfg = _config(None, {"suite": "tiny"}, ())
+        assert (cfg.id, cfg.ood, cfg.out) == ("synthetic", ["gaussian"], "runs/tiny")
+        validate(dataclasses.replace(cfg, out=str(tmp_path / "o")).resolved())
+        assert isinstance(load_suite(dataclasses.replace(cfg, test_limit=20)), Tiny)
+    finally:
+        SUITES._entries.pop("tiny")
+
+
 def test_openood_style_csv(smoke):
     rows = list(csv.reader((smoke / "results_openood.csv").read_text().splitlines()))
     assert rows[0] == ["method", "detector", "dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"]
@@ -111,15 +176,13 @@ def test_openood_style_csv(smoke):
 
 
 def test_openood_sets_become_tensors_in_the_id_geometry():
-    from types import SimpleNamespace
-
     from torch.utils.data import TensorDataset
 
-    from niood_plugin.bench.openood import _tensors
+    from niood_plugin.suites import as_tensor_data
 
     x01 = torch.rand(40, 3, 8, 8)
     ds = TensorDataset(x01, -torch.ones(40, dtype=torch.long))  # OpenOOD's image lists: (image in [0, 1], -1)
-    data = _tensors(ds, "far", (1, 4, 4), SimpleNamespace(test_limit=25, seed=0))
+    data = as_tensor_data(ds, "far", (1, 4, 4), 25, seed=0)
     assert data.x.shape == (25, 1, 4, 4) and data.x.min() >= -1 and data.x.max() <= 1 and (data.y == -1).all()
-    full = _tensors(ds, "far", (3, 8, 8), SimpleNamespace(test_limit=None, seed=0))
+    full = as_tensor_data(ds, "far", (3, 8, 8))
     assert torch.allclose(full.x, x01 * 2 - 1)

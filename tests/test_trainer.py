@@ -2,13 +2,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from niood_plugin import InversionConfig, InversionTrainer, Negatives, SampleGrid, UEDetector
+from niood_plugin import Checkpoint, GarbageSampler, InversionTrainer, Measure, Negatives, SampleGrid, UEDetector
+from niood_plugin import presets
 from niood_plugin.errors import CheckpointError, NioodError
 from niood_plugin.models import build_classifier
 
 SHAPE = (1, 28, 28)
-TINY = dict(preset="smoke", progress=False, inversion_steps=2, samples_per_step=66, latent_dim=8,
-            generator_width=8, epochs=2)
+TINY = dict(progress=False, inversion_steps=2, samples_per_step=66, latent_dim=8, generator_width=8, epochs=2)
 
 
 def loader(x, y, batch=64, seed=0):
@@ -18,7 +18,7 @@ def loader(x, y, batch=64, seed=0):
 def make(num_classes=10, ncf=8, **kw):
     torch.manual_seed(0)
     clf = build_classifier("report28", num_outputs=num_classes + 1, in_channels=1, ncf=ncf)
-    return InversionTrainer(clf, num_classes, SHAPE, **{**TINY, **kw})
+    return presets.create("smoke", clf, num_classes, SHAPE, **{**TINY, **kw})
 
 
 def drop_times(history):
@@ -27,7 +27,7 @@ def drop_times(history):
 
 def test_fit_end_to_end_on_digits(digits28):
     x, y = digits28
-    trainer = make(ncf=16, inversion_steps=6, samples_per_step=330, epochs=2, batch_size=32, classifier_lr=3e-3)
+    trainer = make(ncf=16, inversion_steps=6, samples_per_step=330, epochs=2, lr=3e-3)
     hist = trainer.fit(loader(x[:1400], y[:1400], 32), val_loader=loader(x[1400:], y[1400:], 256))
     assert [h["epoch"] for h in hist] == [0, 1, 2]
     assert [h["phase"] for h in hist] == ["pretrain", "inversion", "inversion"]
@@ -40,7 +40,7 @@ def test_fit_end_to_end_on_digits(digits28):
         id_score = det.predict(x[1400:]).mean()
         noise_score = det.predict(torch.rand(300, *SHAPE) * 2 - 1).mean()
     assert noise_score > id_score
-    assert trainer.generate(torch.arange(11)).shape == (11, *SHAPE)
+    assert trainer.garbage.inverter.generate(torch.arange(11)).shape == (11, *SHAPE)
 
 
 def test_garbage_model_beats_plain_msp_on_held_back_outliers(digits28):
@@ -55,7 +55,7 @@ def test_garbage_model_beats_plain_msp_on_held_back_outliers(digits28):
     train, test = loader(x[:1400], y[:1400], 32), x[1400:]
     g = torch.Generator().manual_seed(1)
     outliers = test.flatten(1)[:, torch.randperm(28 * 28, generator=g)].reshape(test.shape)
-    trainer = make(inversion_steps=4, samples_per_step=220, epochs=2, batch_size=32, classifier_lr=3e-3)
+    trainer = make(inversion_steps=4, samples_per_step=220, epochs=2, lr=3e-3)
     trainer.fit(train)
     torch.manual_seed(0)
     plain = build_classifier("report28", num_outputs=10, in_channels=1, ncf=8)
@@ -81,7 +81,7 @@ def test_resume_equals_uninterrupted(digits28, tmp_path, extra):
     full_trainer = make(epochs=3, **extra)
     full = full_trainer.fit(loader(x[:300], y[:300]))
     ckpt = tmp_path / "run-{epoch}.pt"
-    make(epochs=3, **extra).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
+    make(epochs=3, callbacks=[Measure(), Checkpoint(ckpt)], **extra).fit(loader(x[:300], y[:300]))
     resumed_trainer = make(epochs=3, **extra)
     resumed = resumed_trainer.fit(loader(x[:300], y[:300]), resume=tmp_path / "run-1.pt")
     assert drop_times(resumed) == drop_times(full)
@@ -92,7 +92,7 @@ def test_resume_equals_uninterrupted(digits28, tmp_path, extra):
 def test_resume_refuses_other_settings_and_corrupt_files(digits28, tmp_path):
     x, y = digits28
     ckpt = tmp_path / "run.pt"
-    make(epochs=1).fit(loader(x[:300], y[:300]), checkpoint=ckpt)
+    make(epochs=1, callbacks=[Checkpoint(ckpt)]).fit(loader(x[:300], y[:300]))
     with pytest.raises(CheckpointError, match="other settings"):
         make(epochs=3, beta=2.0).fit(loader(x[:300], y[:300]), resume=ckpt)
     with pytest.raises(CheckpointError, match="other settings"):
@@ -105,15 +105,15 @@ def test_resume_refuses_other_settings_and_corrupt_files(digits28, tmp_path):
 @pytest.mark.parametrize("kw, match", [
     (dict(alpha=-1.0), "alpha"),
     (dict(gamma=True), "gamma must be a finite number"),          # a bool is not a number
-    (dict(classifier_lr=True), "classifier_lr"),
-    (dict(classifier_lr=float("nan")), "classifier_lr"),
+    (dict(lr=True), "lr"),
+    (dict(lr=float("nan")), "lr"),
     (dict(inversion_steps=0), "inversion_steps"),
     (dict(inversion_steps=2.0), "inversion_steps must be an int"),  # a float is not an int
     (dict(batch_size=-4), "batch_size"),
     (dict(epochs=0), "epochs"),
     (dict(conditioning="tensor"), "conditioning"),
     (dict(pool_policy="lru"), "pool_policy"),
-    (dict(pool_policy="all", pool_capacity=10), "pool_capacity"),
+    (dict(pool_policy="fifo", pool_capacity=None), "pool_capacity"),
     (dict(weighted_ce=1), "weighted_ce must be True or False"),
     (dict(not_a_param=1), "unknown hyperparameter"),
     (dict(channels_last="yes"), "channels_last must be True or False"),
@@ -146,7 +146,7 @@ def test_bad_negatives(kw, match):
 def test_bad_data_and_models(digits28, tmp_path):
     x, y = digits28
     with pytest.raises(ValueError, match="needs 11 .*num_outputs=11"):
-        InversionTrainer(build_classifier("report28", 10, 1, ncf=8), 10, SHAPE, **TINY).fit(loader(x[:64], y[:64]))
+        presets.create("smoke", build_classifier("report28", 10, 1, ncf=8), 10, SHAPE, **TINY).fit(loader(x[:64], y[:64]))
     with pytest.raises(ValueError, match="image_shape"):
         make().fit(loader(torch.zeros(8, 1, 32, 32), torch.zeros(8, dtype=torch.long)))
     with pytest.raises(ValueError, match="labels must lie"):
@@ -165,11 +165,11 @@ def test_bad_data_and_models(digits28, tmp_path):
     with pytest.raises(ValueError, match="frozen"):
         trainer.fit(loader(x[:64], y[:64]))
     with pytest.raises(TypeError, match="features"):
-        InversionTrainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 11)), 10, SHAPE, **TINY)
+        presets.create("smoke", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 11)), 10, SHAPE, **TINY)
     with pytest.raises(ValueError, match="28x28 or 32x32"):
-        InversionTrainer(build_classifier("report28", 11, 1, ncf=8), 10, (1, 20, 20), **TINY)
+        presets.create("smoke", build_classifier("report28", 11, 1, ncf=8), 10, (1, 20, 20), **TINY)
     with pytest.raises(CheckpointError, match="directory"):
-        make().fit(loader(x[:64], y[:64]), checkpoint=tmp_path)
+        make(callbacks=[Checkpoint(tmp_path)]).fit(loader(x[:64], y[:64]))
 
 
 def test_a_dataset_instead_of_its_loader_is_refused():
@@ -180,9 +180,10 @@ def test_a_dataset_instead_of_its_loader_is_refused():
         make().fit(data)
 
 
-def test_generate_before_fit_says_what_to_do():
-    with pytest.raises(RuntimeError, match="call fit"):
-        make().generate(torch.arange(3))
+def test_a_pool_that_cannot_hold_the_run_is_refused_before_training(digits28):
+    x, y = digits28
+    with pytest.raises(ValueError, match="pool_capacity"):
+        make(pool_policy="all", pool_capacity=10).fit(loader(x[:64], y[:64]))
 
 
 def test_out_of_range_images_warn_once(digits28, caplog):
@@ -212,7 +213,7 @@ def test_negatives_join_the_last_epochs_as_garbage(digits28, monkeypatch):
 
 
 def test_negatives_default_to_the_recommendation_and_last_epochs_is_at_most_the_run(digits28):
-    assert make().negatives == Negatives("warp", per_image=1, last_epochs=2)
+    assert make().garbage.negatives == Negatives("warp", per_image=1, last_epochs=2)
     x, y = digits28
     hist = make(epochs=1, negatives=Negatives(last_epochs=3)).fit(loader(x[:128], y[:128]))
     assert [h["negatives"] for h in hist] == [False, True]  # every inversion epoch, not pre-training
@@ -228,14 +229,29 @@ def test_sample_grid_callback_writes_one_png_per_epoch(digits28, tmp_path):
         make(callbacks=[SampleGrid(blocker / "grid")]).fit(loader(x[:128], y[:128]))
 
 
-def test_presets():
-    assert InversionConfig.from_preset("report", "mnist").samples_per_step == 11_000
-    cfg = InversionConfig.from_preset("report", "cifar10")
-    assert (cfg.gamma, cfg.epochs) == (100.0, 41)
-    assert InversionConfig.from_preset("fast", batch_size=7).batch_size == 7
-    assert InversionConfig.from_preset("fast").epochs == 4
-    assert InversionConfig.from_preset("recommended") == InversionConfig()
-    with pytest.raises(ValueError, match="dataset"):
-        InversionConfig.from_preset("report")
+def test_presets_are_named_pairs_of_sampler_and_trainer_keywords():
+    report = presets.get_preset("report-cifar10")
+    assert (report.garbage["gamma"], report.trainer["epochs"], report.batch_size) == (100.0, 41, 32)
+    assert presets.get_preset("report-mnist").garbage["samples_per_step"] == 11_000
+    assert presets.get_preset("fast").updated(batch_size=7, gamma=2.0, lr=1e-2) == presets.Preset(
+        {"gamma": 2.0}, {"epochs": 4, "lr": 1e-2}, batch_size=7)
+    trainer = presets.create("fast", build_classifier("report28", 11, 1, ncf=8), 10, SHAPE, seed=3, gamma=2.0)
+    assert (trainer.epochs, trainer.seed, trainer.garbage.seed, trainer.garbage.gamma) == (4, 3, 3, 2.0)
     with pytest.raises(ValueError, match="unknown preset"):
-        InversionConfig.from_preset("turbo")
+        presets.get_preset("turbo")
+    with pytest.raises(ValueError, match="wrong class"):
+        presets.Preset(garbage={"epochs": 3})
+
+
+def test_each_parameter_is_declared_once_with_one_default():
+    """The sampler and the trainer share no parameter but the run's plumbing (seed, progress,
+    channels_last), whose constraint is one object and whose default is the same."""
+    import inspect
+
+    g, t = GarbageSampler._parameter_constraints, InversionTrainer._parameter_constraints
+    shared = set(g) & set(t)
+    assert shared == {"seed", "progress", "channels_last"}
+    for name in shared:
+        assert g[name] is t[name], name
+        defaults = [inspect.signature(c.__init__).parameters[name].default for c in (GarbageSampler, InversionTrainer)]
+        assert defaults[0] == defaults[1], name

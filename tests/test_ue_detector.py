@@ -49,7 +49,7 @@ def test_garbage_assigned_input_scores_above_confident_id():
         s_g = UEDetector.score(to_garbage, garbage_index=4, variant=variant)
         assert s_g.item() > 0.99 and s_id.item() < 0.01, variant
     # the report's "garbage excluded" variant ignores the garbage logit entirely
-    ue_id = UEDetector.score(torch.tensor([[12.0, 0, 0, 0, -3.0]]), garbage_index=-1, variant="id")
+    ue_id = UEDetector.score(torch.tensor([[12.0, 0, 0, 0, -3.0]]), garbage_index=4, variant="id")
     assert ue_id.item() == pytest.approx(UEDetector.score(torch.tensor([[12.0, 0, 0, 0]])).item(), abs=1e-6)
     # "full" treats a confident garbage prediction as certain: it looks in-distribution
     assert UEDetector.score(to_garbage, garbage_index=4, variant="full").item() < 0.01
@@ -117,3 +117,26 @@ def test_softmax_metrics_by_hand():
     assert m["confidence"].item() == pytest.approx(0.5)
     assert m["margin"].item() == pytest.approx(0.2)
     assert m["entropy"].item() == pytest.approx(-(0.5 * math.log(0.5) + 0.3 * math.log(0.3) + 0.2 * math.log(0.2)))
+
+
+@pytest.mark.parametrize("index", [-1, -3])
+def test_negative_garbage_index_is_refused(index):
+    """On a K-way model -1 is its last class: scoring it as "garbage" would be silently wrong."""
+    with pytest.raises(ValueError, match="garbage_index must be >= 0"):
+        UEDetector(None, garbage_index=index)
+    for variant in ("garbage", "combined", "id", "full"):
+        with pytest.raises(ValueError, match="garbage_index must be >= 0"):
+            UEDetector.score(torch.zeros(2, 4), garbage_index=index, variant=variant)
+    det = UEDetector(None, garbage_index=3)
+    det.garbage_index = index  # set after construction: refused when scoring
+    with pytest.raises(ValueError, match="garbage_index must be >= 0"):
+        det.predict_logits(torch.zeros(2, 4))
+
+
+def test_garbage_index_errors_are_the_librarys_own():
+    from niood_plugin.errors import InvalidArgumentError, InvalidTypeError
+
+    with pytest.raises(InvalidArgumentError):
+        UEDetector(None, garbage_index=-1)
+    with pytest.raises(InvalidTypeError):
+        UEDetector(None, garbage_index=2.0)

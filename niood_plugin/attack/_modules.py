@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..devices import module_device as _device_of
+from ..errors import InvalidArgumentError, InvalidTypeError
 from ..validation import Callable_, check_param
 
 
@@ -40,6 +41,18 @@ def resolve_encoder(encoder: nn.Module | Callable[[Tensor], Tensor]) -> Callable
         return encoder.features  # type: ignore[return-value]
     check_param("encoder", encoder, [Callable_()])
     return encoder
+
+
+def encode(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``f(x)`` as ``[B, D]`` features, after checking that ``f`` returned one tensor per sample."""
+    z = f(x)
+    if not isinstance(z, Tensor):
+        raise InvalidTypeError(f"the encoder returned a {type(z).__name__}, not a feature tensor [B, ...]: pass a "
+                               "callable that returns one tensor (e.g. lambda x: model(x)[0])")
+    if z.dim() < 1 or z.shape[0] != x.shape[0]:
+        raise InvalidArgumentError(f"the encoder returned shape {tuple(z.shape)} for a batch of {x.shape[0]} images: "
+                                   "it must return features [B, ...], one row per image")
+    return z.reshape(z.shape[0], -1)
 
 
 def module_device(obj: object) -> torch.device | None:

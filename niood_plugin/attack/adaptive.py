@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..validation import Callable_, InstanceOf, check_param
+from ..validation import Callable_, Interval, check_param
 from ._modules import eval_mode, owning_modules
 from .optimise import check_budget, check_images, minimise
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["GarbageProbScore", "UEScore", "adaptive_attack", "garbage_prob_score_fn", "ue_score_fn",
            "uncertainty_score"]
@@ -46,9 +46,10 @@ def adaptive_attack(score_fn: Callable[[Tensor], Tensor], x_start: Tensor, eps: 
 
 
 def _garbage_index(index: int, num_logits: int) -> int:
-    if not -num_logits <= index < num_logits:
-        raise InvalidArgumentError(f"garbage_index {index} is out of range for {num_logits} logits")
-    return index % num_logits
+    if not 0 <= index < num_logits:
+        raise InvalidArgumentError(f"garbage_index {index} is out of range for {num_logits} logits: pass the index "
+                                   "(>= 0) of the output trained as the garbage class")
+    return index
 
 
 def uncertainty_score(logits: Tensor, garbage_index: int | None = None) -> Tensor:
@@ -88,12 +89,16 @@ class GarbageProbScore(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         logits = self.model(x)
+        if not isinstance(logits, Tensor):
+            raise InvalidTypeError(f"garbage_prob_score_fn: the model returned a {type(logits).__name__}, not a logits "
+                                   "tensor [B, M]: pass a model (or callable) that returns the logits alone")
         if logits.ndim != 2:
             raise InvalidArgumentError(f"expected logits [B, M], got shape {tuple(logits.shape)}")
         return F.softmax(logits, dim=1)[:, _garbage_index(self.garbage_index, logits.shape[1])]
 
 
-_INDEX = InstanceOf(int, "an int")
+# The trained garbage output itself: a negative index would name the last class of a K-way model.
+_INDEX = Interval(int, 0, None)
 
 
 def ue_score_fn(model: nn.Module, garbage_index: int | None = None) -> UEScore:

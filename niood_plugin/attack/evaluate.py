@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..validation import Interval, check_param
-from ._modules import eval_mode, module_device, owning_modules, resolve_encoder
+from ._modules import encode, eval_mode, module_device, owning_modules, resolve_encoder
 from .adaptive import adaptive_attack
 from .feature import ood_attack
 from .optimise import check_budget, check_images
@@ -114,7 +114,7 @@ def run_attack(encoder: nn.Module | Callable[[Tensor], Tensor], id_images: Tenso
             else:
                 x_adv = adaptive_attack(score_fn, x_start, eps, norm, steps, lr, random_init, generator)
             with torch.no_grad():
-                values = mape(f(x_adv).flatten(1), f(x_in).flatten(1))
+                values = mape(encode(f, x_adv), encode(f, x_in))
             advs.append(x_adv.to(ood_images.device))
             mapes.append(values.to(ood_images.device))
             logger.info("attack batch %d/%d: median MAPE %.4g", i + 1, n_batches, float(values.median()))

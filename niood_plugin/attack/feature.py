@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ._modules import eval_mode, owning_modules, resolve_encoder
+from ._modules import encode, eval_mode, owning_modules, resolve_encoder
 from .optimise import check_budget, check_images, minimise
 from ..errors import InvalidArgumentError
 
@@ -64,10 +64,10 @@ def ood_attack(encoder: nn.Module | Callable[[Tensor], Tensor], x_in: Tensor, x_
     f = resolve_encoder(encoder)
     with eval_mode(owning_modules(encoder, f)):
         with torch.no_grad():
-            z_in = f(x_in).flatten(1)
+            z_in = encode(f, x_in)
 
         def loss_fn(x: Tensor) -> Tensor:
-            return (f(x).flatten(1) - z_in).pow(2).sum(dim=1)
+            return (encode(f, x) - z_in).pow(2).sum(dim=1)
 
         return minimise(loss_fn, x_start, eps, norm, steps, lr, random_init, generator,
                         normalize_grad, keep_best)

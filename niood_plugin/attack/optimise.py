@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..validation import InstanceOf, Interval, Options, check_param, validate_params
 from .geometry import NORMS, project, random_start, transform_grad
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ def minimise(loss_fn: LossFn, x_start: Tensor, eps: float, norm: str, steps: int
         last = step == steps
         with torch.set_grad_enabled(not last):
             loss = loss_fn(x_start + delta)
+            if not isinstance(loss, Tensor):
+                raise InvalidTypeError(f"the attack loss must be a tensor of one value per sample, got a "
+                                       f"{type(loss).__name__} (score_fn must return a [B] tensor)")
             if loss.shape != (batch,):
                 raise InvalidArgumentError(
                     f"the attack loss must give one value per sample, shape ({batch},); got "

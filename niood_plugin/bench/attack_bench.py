@@ -1,4 +1,6 @@
-"""``niood-bench attack``: AUROC of every method x detector under the OOD attack of source 004.
+"""``niood-bench attack``: AUROC of every method x detector under the OOD attack of
+:mod:`niood_plugin.attack` (Algorithm 1 of "An algorithm for out-of-distribution attack to
+neural network encoder").
 
 OOD start images are perturbed within an eps-ball (L2 or L-inf) so that the model's
 penultimate features match those of a random ID test image (or, with ``adaptive``, so
@@ -19,11 +21,13 @@ import torch
 from ..attack import run_attack, ue_score_fn
 from ..data import TensorData
 from ..errors import ConfigError
+from ..files import atomic_savefig, writes_into
 from ..validation import Interval, Options, check_param
 from .config import BenchConfig
 from ..training import accuracy
 from .report import code_line, md_table, render_csv, write_results
-from .outputs import prepare_out, remove_stale
+from .lock import hold_folder
+from .outputs import check_paths, collect_outputs, planned_paths, prepare_out
 from .provenance import environment, git_state, peak_rss_mb, provenance
 from .runner import BenchData, ModelSource, check_device, load_data, score_method, validate
 
@@ -69,12 +73,22 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
                      n_attack: int, adaptive: bool, progress: bool = True, command: str = "",
                      train_missing: bool = False, argv: Optional[list[str]] = None) -> dict[str, Any]:
     """Attack the models ``cfg`` names (from the cache ``cfg.cache_dir``) and write the results
-    to ``cfg.out``, a folder of its own (``results.json`` has ``"kind": "attack"``)."""
+    to ``cfg.out``, a folder of its own (``results.json`` has ``"kind": "attack"``), holding its
+    lock while it runs."""
     started, t_start = time.time(), time.perf_counter()
     code = git_state()  # the code that runs, before this command writes anything
     cfg = replace(cfg, ood=[start], ood_optional=[]).resolved()
     check_attack(cfg, start, norm, eps_list, steps, lr, n_attack)
     validate(cfg, "attack")
+    check_paths(planned_paths(cfg, "attack", train=train_missing))
+    with hold_folder(cfg.out, "niood-bench attack"), writes_into(cfg.out):
+        return _attack(cfg, start, norm, eps_list, steps, lr, n_attack, adaptive, progress, command, train_missing,
+                       argv, started, t_start, code)
+
+
+def _attack(cfg: BenchConfig, start: str, norm: str, eps_list: list[float], steps: int, lr: float, n_attack: int,
+            adaptive: bool, progress: bool, command: str, train_missing: bool, argv: Optional[list[str]],
+            started: float, t_start: float, code: Any) -> dict[str, Any]:
     out = Path(cfg.out)
     device = check_device(cfg.device)
     data = load_data(cfg)
@@ -131,9 +145,11 @@ def run_attack_bench(cfg: BenchConfig, start: str, norm: str, eps_list: list[flo
         "notes": [f"attacked {n} {start} test images per budget; AUROC of ID test images against them"],
         "provenance": provenance("attack", argv, cfg.seed, device, started, total, code),
     }
-    write_results(out, payload, render_csv_with_eps(results), render_attack_md(payload))
     written = plot_attack(out, results, mapes)
-    remove_stale(out, "attack", written, cfg.methods)
+    outputs = collect_outputs(out, "attack", written, cfg.methods)  # read the previous record before replacing it
+    outputs.tidy()
+    payload["files"] = outputs.record()
+    write_results(out, payload, render_csv_with_eps(results), render_attack_md(payload))
     models.remove_own_checkpoints()
     return payload
 
@@ -201,7 +217,6 @@ def plot_attack(out: Path, results: list[dict], mapes: dict[tuple[str, float], n
                 b.hist(v, bins=40, alpha=0.5, label=f"eps={eps:g}")
         b.set(xlabel="MAPE", title="feature MAPE to the ID target")
         b.legend(fontsize=7)
-        fig.savefig(out / f"attack_{method}.png", dpi=100, bbox_inches="tight")
+        files.append(atomic_savefig(fig, out / f"attack_{method}.png", dpi=100, bbox_inches="tight"))
         plt.close(fig)
-        files.append(out / f"attack_{method}.png")
     return files

@@ -34,10 +34,6 @@ from ..errors import ConfigError
 from ..validation import Boolean, Interval, check_param
 from .defaults import DEFAULT_WIDTH, id_defaults
 
-ALL_DETECTORS = ("ue", "ue-id", "garbage", "msp", "odin", "energy", "mahalanobis", "maxlogit", "knn", "vim",
-                 "entropy")
-DEFAULT_DETECTORS = ALL_DETECTORS
-
 
 @dataclass
 class BenchConfig:
@@ -47,17 +43,18 @@ class BenchConfig:
     ood: list[str] = field(default_factory=lambda: ["fashionmnist", "gaussian", "uniform"])
     # OOD sets scored when present under the data root, else skipped with a note (online-only sets)
     ood_optional: list[str] = field(default_factory=list)
-    # a named suite (niood_plugin.suites: sets id, ood and ood_optional), or "openood" (pytorch-ood's
+    # a suite of niood_plugin.suites.SUITES (ours set id, ood and ood_optional; "openood" scores pytorch-ood's
     # CIFAR10_OpenOOD / CIFAR100_OpenOOD test sets for id cifar10 / cifar100); None: id and ood as given
     suite: Optional[str] = None
     methods: list[str] = field(default_factory=lambda: ["inversion", "standard"])
-    detectors: list[str] = field(default_factory=lambda: list(DEFAULT_DETECTORS))
+    # names in niood_plugin.bench.detectors.DETECTORS; None: every one, each method scored with those that apply to it
+    detectors: Optional[list[str]] = None
     preset: Optional[str] = None            # None: by ID geometry (ID_DEFAULTS)
     epochs: Optional[int] = None            # None: the preset's
     classifier: Optional[str] = None        # None: by ID geometry (ID_DEFAULTS)
     width: Optional[int] = None             # base width (ncf of the report nets); None: the classifier's default
     augment: Optional[str] = None           # batch augmentation of the ID training images; None: by ID geometry
-    hparams: dict[str, Any] = field(default_factory=dict)  # InversionConfig overrides
+    hparams: dict[str, Any] = field(default_factory=dict)  # GarbageSampler / InversionTrainer keywords
     # keyword arguments of niood_plugin.Negatives (default: the library's recommendation); None: none
     negatives: Optional[dict[str, Any]] = field(
         default_factory=lambda: {"kinds": "warp", "per_image": 1.0, "last_epochs": 2})
@@ -93,14 +90,14 @@ class BenchConfig:
             values["width"] = DEFAULT_WIDTH.get(values.get("classifier", self.classifier))
         return dataclasses.replace(self, **values)
 
-    def inversion_config(self):
-        """The :class:`~niood_plugin.InversionConfig` these settings give: the preset, then
-        ``epochs`` (if set), then ``hparams``; raises ``TypeError``/``ValueError`` if bad."""
-        from .. import InversionConfig
+    def recipe(self):
+        """The :class:`~niood_plugin.presets.Preset` these settings give: the preset, then
+        ``epochs`` (if set), then ``hparams``, checked; raises a ``ConfigError`` if bad.  Its
+        trainer keywords (epochs, lr, schedule) and batch size are every method's recipe."""
+        from ..presets import get_preset
 
         epochs = {} if self.epochs is None else {"epochs": self.epochs}
-        preset = self.preset or self.resolved().preset
-        return InversionConfig.from_preset(preset, self.id, **epochs, **self.hparams)
+        return get_preset(self.preset or self.resolved().preset).updated(**epochs, **self.hparams).validate()
 
     def negatives_object(self):
         """``Negatives(**negatives)``, or ``None``; raises ``TypeError``/``ValueError`` if bad."""
@@ -178,7 +175,8 @@ _POS = Interval(int, 1, None)
 #: Every field of :class:`BenchConfig`: the values it may take (any one constraint suffices;
 #: ``None`` allows ``None``).  Names in registries are checked by ``runner.validate``.
 CONSTRAINTS: dict[str, list[Any]] = {
-    "id": [_Text()], "suite": [_Text(), None], "ood": [_Names()], "ood_optional": [_Names(allow_empty=True)], "methods": [_Names()], "detectors": [_Names()],
+    "id": [_Text()], "suite": [_Text(), None], "ood": [_Names()], "ood_optional": [_Names(allow_empty=True)],
+    "methods": [_Names()], "detectors": [_Names(), None],
     "preset": [_Text(), None], "epochs": [_POS, None], "classifier": [_Text(), None], "width": [_POS, None],
     "augment": [_Text(), None],
     "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()],
@@ -197,7 +195,7 @@ NEGATIVES_TYPES: dict[str, list[Any]] = {
     "grid": [_Number(integer=True)], "warp_cells": [_Number(integer=True)], "warp_strength": [_Number()],
 }
 
-#: Trainer hyperparameters that moved into the ``negatives`` table (issue 19).
+#: Keys that belong in the ``negatives`` table: one set under ``[hparams]`` is refused with the key to use.
 MOVED_HPARAMS = {
     "negatives": "negatives.kinds", "jigsaw": "negatives.per_image", "jigsaw_grid": "negatives.grid",
     "jigsaw_from": "negatives.last_epochs (counted from the end: epochs - jigsaw_from + 1)",

@@ -14,7 +14,7 @@ from pytorch_ood.metrics import OODMetrics
 from torch import Tensor
 
 from ..data import TensorData
-from ..training import id_logits
+from ..scores import id_logits
 from .detectors import ScoringDetector
 from .methods import TrainedModel
 

@@ -9,8 +9,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..files import atomic_savefig
 from ..pool import dequantize
-from .plots import _plt
+from .plots import pyplot
 
 __all__ = ["feature_space"]
 
@@ -45,7 +46,7 @@ def feature_space(out: Path, tm, features: dict[str, torch.Tensor], id_name: str
     sizes = np.cumsum([0] + [len(g) for g in groups.values()])
     pca = PCA(n_components=2, random_state=seed).fit(groups[f"{id_name} (ID)"]).transform(allf)
     tsne = TSNE(n_components=2, init="pca", perplexity=min(30.0, len(allf) - 1.0), random_state=seed).fit_transform(allf)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, emb, title in ((axes[0], pca, "PCA (fitted on ID features)"), (axes[1], tsne, "t-SNE")):
         for i, name in enumerate(groups):
@@ -55,6 +56,6 @@ def feature_space(out: Path, tm, features: dict[str, torch.Tensor], id_name: str
     axes[1].legend(fontsize=7, markerscale=3, loc="best")
     fig.suptitle(f"{tm.method}: penultimate features ({n} images per set)", fontsize=10)
     path = out / f"features_{tm.method}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

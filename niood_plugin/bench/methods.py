@@ -20,8 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from ..callbacks import SampleGrid
-from ..config import InversionConfig
+from ..callbacks import Checkpoint, Measure, SampleGrid
 from ..data import TensorData, build_augmentation
 from .. import distributed
 from ..errors import CheckpointError, ConfigError
@@ -30,7 +29,7 @@ from ..models import build_classifier, to_channels_last
 from ..negatives import Negatives
 from ..pool import quantize
 from ..registry import Registry
-from ..trainer import InversionTrainer
+from ..presets import Preset
 from ..training import train_plain
 from .config import BenchConfig
 from .defaults import DEFAULT_WIDTH, WIDTH_ARGUMENT
@@ -95,11 +94,19 @@ class MethodContext:
         # layouts differ in the last bits of a convolution.
         return to_channels_last(model)
 
-    def inversion_config(self) -> InversionConfig:
-        return self.cfg.inversion_config()
+    def recipe(self) -> Preset:
+        """Every method's training recipe (epochs, lr, schedule, batch size) and our garbage's settings."""
+        return self.cfg.recipe()
 
     def negatives(self) -> Optional[Negatives]:
         return self.cfg.negatives_object()
+
+    def checkpoint_path(self, method: str) -> Path:
+        """The checkpoint file of ``method``'s unfinished training under these settings: named by
+        the method and its cache key for one process, whatever the number of processes, so that
+        ``--resume`` with another number finds it and is refused (the file records the number
+        that wrote it) instead of starting fresh beside it."""
+        return self.checkpoint_dir / f"{method}-{cache_key(method, self, world_size=1)}.pt"
 
     def loader(self, batch_size: int, shard: bool = True):
         """The ID training batches every method sees: shuffled, augmented (``cfg.augment``), on the device.
@@ -116,19 +123,20 @@ class MethodContext:
 
 
 def _train_inversion(ctx: MethodContext) -> TrainedModel:
-    cfg = ctx.inversion_config()
+    recipe = ctx.recipe()
     clf = ctx.new_classifier(ctx.num_classes + 1)
-    callbacks = [SampleGrid(ctx.sample_dir, final_only=True), *ctx.probes(ctx.num_classes)]
-    trainer = InversionTrainer(clf, ctx.num_classes, ctx.image_shape, negatives=ctx.negatives(), device=ctx.device,
-                               seed=ctx.cfg.seed, progress=ctx.progress, callbacks=callbacks, **cfg.to_dict())
-    ckpt = ctx.checkpoint_dir / f"inversion-{cache_key('inversion', ctx)}.pt"  # tied to the settings
+    ckpt = ctx.checkpoint_path("inversion")  # tied to the settings
+    callbacks = [Measure(), SampleGrid(ctx.sample_dir, final_only=True), *ctx.probes(ctx.num_classes),
+                 Checkpoint(ckpt)]
+    trainer = recipe.create(clf, ctx.num_classes, ctx.image_shape, negatives=ctx.negatives(), device=ctx.device,
+                            seed=ctx.cfg.seed, progress=ctx.progress, callbacks=callbacks)
     resume = ckpt if ctx.resume and ckpt.is_file() else None
     t0 = time.perf_counter()
-    history = trainer.fit(ctx.loader(cfg.batch_size), val_loader=_val_loader(ctx), checkpoint=ckpt, resume=resume)
+    history = trainer.fit(ctx.loader(recipe.batch_size), val_loader=_val_loader(ctx), resume=resume)
     # On resume, time spent before the interruption is in the history.
     elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0 - probe_seconds(history)
     return TrainedModel("inversion", clf.eval(), ctx.num_classes, ctx.num_classes, elapsed, history,
-                        samples=quantize(trainer.inverter.sample(SAMPLES)[0].cpu()))
+                        samples=quantize(trainer.garbage.inverter.sample(SAMPLES)[0].cpu()))
 
 
 def _val_loader(ctx: MethodContext):
@@ -136,14 +144,14 @@ def _val_loader(ctx: MethodContext):
 
 
 def _plain_epochs(ctx: MethodContext) -> int:
-    cfg = ctx.inversion_config()
-    return cfg.epochs + cfg.pretrain_epochs
+    return ctx.recipe().total_epochs
 
 
 def _train_like_standard(ctx: MethodContext, name: str, objective=None) -> TrainedModel:
     """K outputs, as many ID passes as ``inversion`` makes, the same optimiser and schedule as
     ``standard``; ``objective`` (None: cross-entropy) is the only difference between methods."""
-    cfg = ctx.inversion_config()
+    recipe = ctx.recipe()
+    trainer = recipe.to_dict()["trainer"]  # the same lr and schedule as the trainer's
     model = ctx.new_classifier(ctx.num_classes).to(ctx.device)
     epochs = _plain_epochs(ctx)
     extra = {}
@@ -152,12 +160,15 @@ def _train_like_standard(ctx: MethodContext, name: str, objective=None) -> Train
         extra = {"objective": objective, "extra_params": getattr(objective, "trainable", list)()}
     # dropout masks: the same whatever ran before in this process (and per rank under torchrun)
     torch.manual_seed(distributed.rank_seed(ctx.cfg.seed))
+    ckpt = ctx.checkpoint_path(name)  # after every epoch; --resume continues from it
+    resume = ckpt if ctx.resume and ckpt.is_file() else None
     t0 = time.perf_counter()
     probe = ctx.probes(None)
-    history = train_plain(model, ctx.loader(cfg.batch_size), epochs, cfg.classifier_lr, ctx.device, ctx.progress,
-                          _val_loader(ctx), cfg.lr_schedule, channels_last=True, name=name,
-                          on_epoch_end=probe[0] if probe else None, **extra)
-    elapsed = time.perf_counter() - t0 - probe_seconds(history)
+    history = train_plain(model, ctx.loader(recipe.batch_size), epochs, trainer["lr"], ctx.device, ctx.progress,
+                          _val_loader(ctx), trainer["lr_schedule"], channels_last=True, name=name,
+                          on_epoch_end=probe[0] if probe else None, checkpoint=ckpt, resume=resume, **extra)
+    # On resume, time spent before the interruption is in the history.
+    elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0 - probe_seconds(history)
     return TrainedModel(name, model, ctx.num_classes, None, elapsed, history)
 
 
@@ -179,7 +190,7 @@ def _vos(model: nn.Module, epochs: int):
 
 
 def _train_fig(ctx: MethodContext) -> TrainedModel:
-    """FIG (source 002): fine-tune the cached ``standard`` model with its implicit generator."""
+    """FIG (Zhao et al., arXiv:2108.09976): fine-tune the cached ``standard`` model with its implicit generator."""
     from ..peers import FIGTrainer
 
     base = ctx.get("standard")
@@ -210,7 +221,7 @@ def _bal_skeleton(ctx: MethodContext) -> TrainedModel:
 
 
 def _train_bal(ctx: MethodContext) -> TrainedModel:
-    """BAL (source 003): feature-space GAN on the frozen ``standard`` model."""
+    """BAL (Pei et al., ECCV 2022): feature-space GAN on the frozen ``standard`` model."""
     from ..peers import BALTrainer
 
     base = ctx.get("standard")
@@ -293,14 +304,15 @@ def obtain(method: str, ctx: MethodContext, cache_dir: Path, train_missing: bool
     return tm
 
 
-def cache_key(method: str, ctx: MethodContext) -> str:
-    """Hash of everything that changes the trained weights of ``method``."""
+def cache_key(method: str, ctx: MethodContext, world_size: Optional[int] = None) -> str:
+    """Hash of everything that changes the trained weights of ``method``; ``world_size``: the
+    number of processes to key for (default: this run's)."""
     cfg = ctx.cfg
     negatives = ctx.negatives() if method == "inversion" else None
     payload = {
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
         "classifier": ctx.classifier_name(), "width": ctx.width(), "image_shape": list(ctx.image_shape),
-        "config": ctx.inversion_config().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
+        "config": ctx.recipe().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
         "negatives": None if negatives is None else negatives.to_dict(),
         "peers": {"fig_epochs": cfg.fig_epochs, "fig_max_epochs": cfg.fig_max_epochs,
                   "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
@@ -310,8 +322,9 @@ def cache_key(method: str, ctx: MethodContext) -> str:
         payload["peer_defaults"] = defaults
     if ctx.augment_name() != "none":  # absent when off: keys of models trained before augmentation stay valid
         payload["augment"] = ctx.augment_name()
-    if distributed.world_size() > 1:  # a model of N processes (per-rank BatchNorm statistics) is another model
-        payload["world_size"] = distributed.world_size()
+    processes = distributed.world_size() if world_size is None else world_size
+    if processes > 1:  # a model of N processes (per-rank BatchNorm statistics) is another model
+        payload["world_size"] = processes
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

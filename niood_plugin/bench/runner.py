@@ -25,21 +25,23 @@ import torch
 from ..data import TensorData, dataset_status, get_spec, list_datasets, subset_indices
 from .. import distributed
 from ..errors import ConfigError
-from ..suites import SUITES, OneVsRest, list_suites, suite_settings
+from ..suites import SUITES, load_suite
 from . import plots
 from .feature_plots import feature_space
-from .config import ALL_DETECTORS, BenchConfig, check
-from .detectors import NEEDS_METHOD, applicable, build
+from .config import BenchConfig, check
+from .detectors import DETECTORS, build, check_named, for_method, left_out
 from .evaluate import ood_metrics, represent, score
 from ..training import accuracy
 from .methods import METHODS, MethodContext, cache_key, list_methods, obtain
-from .outputs import check_dir_path, check_out_dir, prepare_out, remove_stale, remove_path, rmdir_if_empty
+from ..files import writes_into
+from .lock import hold_folder
+from .outputs import (check_dir_path, check_out_dir, check_paths, collect_outputs, planned_paths, prepare_out,
+                      remove_path, rmdir_if_empty)
 from .provenance import environment, git_state, peak_rss_mb, provenance
 from .report import write_results
 
 log = logging.getLogger(__name__)
 
-#: Which methods make a model a detector can score; detectors not listed work on every model.
 SAMPLES_KEY = ".niood-model-key"  # in samples/<method>/: the cache key of the model the grids show
 
 
@@ -51,6 +53,7 @@ class BenchData:
     fit: TensorData                      # ID training subset for feature detectors
     skipped: dict[str, str] = field(default_factory=dict)  # optional OOD sets not found: name -> why
     groups: Optional[dict[str, list[str]]] = None  # OpenOOD's nearood/farood, for results_openood.csv
+    recorded: dict[str, Any] = field(default_factory=dict)  # settings the suite chose (e.g. OpenOOD's sets)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -85,34 +88,14 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
             raise ConfigError(f"unknown dataset {name!r}; choose from {datasets}")
     if get_spec(cfg.id).num_classes is None:
         raise ConfigError(f"{cfg.id!r} has no class labels and cannot be the in-distribution set")
-    if cfg.suite is not None and cfg.suite not in list_suites():
-        raise ConfigError(f"unknown suite {cfg.suite!r}; choose from {list_suites()}")
-    if cfg.suite in SUITES:
-        wanted = suite_settings(cfg.suite)
-        if any(getattr(cfg, k) != v for k, v in wanted.items()):
-            raise ConfigError(f"suite {cfg.suite!r} is id={wanted['id']!r}, ood={wanted['ood']}, ood_optional="
-                              f"{wanted['ood_optional']}: leave those to it (BenchConfig(**suite_settings(...)) in "
-                              "Python), or drop the suite")
-    if cfg.suite == "openood":
-        from .openood import OPENOOD_BENCHMARKS
-
-        if cfg.id not in OPENOOD_BENCHMARKS:
-            raise ConfigError(f"--suite openood has test sets for --id {' or '.join(OPENOOD_BENCHMARKS)}, not "
-                              f"{cfg.id!r}")
+    if cfg.suite is not None:
+        SUITES.get(cfg.suite).check_config(cfg, cfg.suite)
     if cfg.id in cfg.ood or cfg.id in cfg.ood_optional:
         raise ConfigError(f"{cfg.id!r} is both the ID set and an OOD set")
     for m in cfg.methods:
         if m not in METHODS:
             raise ConfigError(f"unknown method {m!r}; choose from {list_methods()}")
-    valid_detectors = list(ALL_DETECTORS) + ["bal"]
-    for d in cfg.detectors:
-        if d not in valid_detectors:
-            raise ConfigError(f"unknown detector {d!r}; choose from {valid_detectors}")
-        needs = NEEDS_METHOD.get(d)
-        if needs and not set(needs) & set(cfg.methods):
-            raise ConfigError(f"detector {d!r} scores only models of method {' or '.join(needs)}, which this run "
-                              f"does not train (methods: {', '.join(cfg.methods)}); add --method {needs[0]} or "
-                              f"drop {d!r}")
+    check_named(cfg.detectors, cfg.methods)  # None (the default): each method gets those that apply to it
     from ..detector import VARIANTS as UE_VARIANTS
     from ..presets import list_presets
 
@@ -128,7 +111,7 @@ def validate(cfg: BenchConfig, kind: str = "run") -> None:
         raise ConfigError(f"unknown ue_variant {cfg.ue_variant!r}; choose from {list(UE_VARIANTS)}")
     _check_hparam_names(cfg)
     try:  # unknown or bad trainer hyperparameters (--set, hparams) fail here, before any work
-        cfg.inversion_config()
+        cfg.recipe()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"hyperparameters: {_one_line(exc)}") from None
     try:
@@ -159,12 +142,10 @@ def _check_classifier(name: str) -> None:
 
 def _check_hparam_names(cfg: BenchConfig) -> None:
     """A benchmark setting given as a trainer hyperparameter (``--set width=16``) gets a hint."""
-    import dataclasses
-
-    from .. import InversionConfig
+    from .. import GarbageSampler, InversionTrainer
     from .config import CONSTRAINTS
 
-    known = {f.name for f in dataclasses.fields(InversionConfig)}
+    known = set(GarbageSampler._parameter_constraints) | set(InversionTrainer._parameter_constraints)
     for key in cfg.hparams:
         if key not in known and key in CONSTRAINTS:
             raise ConfigError(f"hyperparameters: {key!r} is a benchmark setting, not a trainer hyperparameter: "
@@ -181,13 +162,7 @@ def _one_line(exc: BaseException) -> str:
 def load_data(cfg: BenchConfig) -> BenchData:
     """The run's data: the suite of ``cfg`` (:class:`~niood_plugin.suites.OneVsRest` over ``id``
     and ``ood``, or pytorch-ood's OpenOOD benchmark), plus the ID subset detectors are fitted on."""
-    if cfg.suite == "openood":
-        from .openood import openood_suite
-
-        suite = openood_suite(cfg)
-    else:
-        suite = OneVsRest(cfg.data_root, id=cfg.id, ood=cfg.ood, ood_optional=cfg.ood_optional,
-                          train_limit=cfg.train_limit, test_limit=cfg.test_limit, seed=cfg.seed)
+    suite = load_suite(cfg)
     train, test, oods, skipped = suite.train, suite.test, suite.oods, suite.skipped
     near = getattr(suite, "near", None)
     groups = None if near is None else {"nearood": [n for n in oods if n in near],
@@ -198,7 +173,7 @@ def load_data(cfg: BenchConfig) -> BenchData:
     if missing:
         raise ConfigError(f"classes {missing} have no training images (train_limit={cfg.train_limit}, "
                           f"fit_limit={cfg.fit_limit}): raise them")
-    return BenchData(train, test, oods, fit, skipped, groups)
+    return BenchData(train, test, oods, fit, skipped, groups, suite.recorded_settings())
 
 
 def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, command: str = "",
@@ -208,11 +183,13 @@ def run(cfg: BenchConfig, *, progress: bool = True, resume: bool = False, comman
     code = git_state()  # the code that runs, before this command writes anything
     cfg = cfg.resolved()  # defaults that depend on the ID set, recorded as used
     validate(cfg, "run")
+    check_paths(planned_paths(cfg, "run"))  # a path too long for the file system fails now, not after training
     joins = distributed.launched() and not distributed.active()  # torchrun started us: join, and leave at the end
     device = distributed.setup(check_device(cfg.device))
     ok = False
-    try:
-        payload = _run(cfg, device, started, t_start, code, progress, resume, command, argv)
+    try:  # rank 0 alone writes the folder, so it alone holds the lock
+        with hold_folder(cfg.out, "niood-bench run", enabled=distributed.is_main()), writes_into(cfg.out):
+            payload = _run(cfg, device, started, t_start, code, progress, resume, command, argv)
         ok = True
         return payload
     finally:
@@ -236,8 +213,7 @@ def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float,
     data = load_data(cfg)  # a missing or corrupt data set fails before the output folder exists
     if distributed.is_main():
         distributed.barrier()
-    if cfg.suite == "openood":  # record the sets scored, not the default list
-        cfg = dataclasses.replace(cfg, ood=list(data.oods), ood_optional=[])
+    cfg = dataclasses.replace(cfg, **data.recorded)  # record the sets the suite scored
     timings: dict[str, Any] = {"data_s": time.perf_counter() - t0, "train_s": {}, "score_s": {}}
     if distributed.is_main():
         prepare_out(out)
@@ -294,8 +270,10 @@ def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float,
         "results": results, "notes": _notes(cfg, data), "ood_groups": data.groups,
         "provenance": provenance("run", argv, cfg.seed, device, started, timings["total_s"], code),
     }
+    outputs = collect_outputs(out, "run", written, cfg.methods)  # read the previous record before replacing it
+    outputs.tidy()
+    payload["files"] = outputs.record()
     write_results(out, payload)
-    remove_stale(out, "run", written, cfg.methods)
     models.remove_own_checkpoints()  # finished: the model cache holds the result
     return payload
 
@@ -348,7 +326,7 @@ class ModelSource:
         if method not in self.trained:
             ctx = self.context(method, self.resume)
             key = cache_key(method, ctx)
-            ckpt = self.checkpoint_dir / f"{method}-{key}.pt"  # bench.methods names checkpoints so
+            ckpt = ctx.checkpoint_path(method)  # bench.methods names checkpoints so
             self.checkpoints[method] = ckpt
             distributed.barrier()  # every rank looks at the cache before any writes to it
             self.start[method] = self._announce(method, key, ckpt, ctx.sample_dir)
@@ -410,18 +388,16 @@ def model_source(cfg: BenchConfig, data: BenchData, device: torch.device, progre
 
 
 def score_method(tm, cfg: BenchConfig, data: BenchData, device: torch.device):
-    """Rows of metrics and raw scores of every applicable detector for one trained model."""
+    """Rows of metrics and raw scores of the detectors that apply to one trained model (see
+    :func:`~niood_plugin.bench.detectors.for_method`)."""
     sets = {cfg.id: data.test, **data.oods}
     reps = {name: represent(tm, ds, cfg.batch_size, device) for name, ds in sets.items()}
-    fit_rep = represent(tm, data.fit, cfg.batch_size, device)
-    fit = (fit_rep.features, data.fit.y)
-    names = list(cfg.detectors)
-    if "bal" not in names and applicable("bal", tm):
-        names.append("bal")
+    names = for_method(cfg.detectors, tm.method)
+    fit = None
+    if any(DETECTORS.get(n).needs_fit for n in names):
+        fit = (represent(tm, data.fit, cfg.batch_size, device).features, data.fit.y)
     rows, scores = [], {}
     for name in names:
-        if not applicable(name, tm):
-            continue
         sd = build(name, tm, cfg.ue_variant, fit)
         for ds_name, ds in sets.items():
             scores[(tm.method, name, ds_name)] = score(sd, tm, ds, reps[ds_name], cfg.batch_size, device)
@@ -445,4 +421,8 @@ def _notes(cfg: BenchConfig, data: BenchData) -> list[str]:
         c, h, w = data.image_shape
         notes.append(f"OOD sets converted to the ID geometry {c}x{h}x{w} (luma for RGB->gray, antialiased "
                      f"bilinear resize): {', '.join(converted)}")
+    skipped = left_out(cfg.detectors, cfg.methods)
+    if skipped:
+        notes.append("detectors not scored on methods they do not apply to: " + "; ".join(
+            f"{d} ({DETECTORS.get(d).scope()}) on {', '.join(ms)}" for d, ms in skipped.items()))
     return notes

@@ -43,12 +43,17 @@ one-line message naming the places looked in and how to get it; a corrupt file r
 Datasets are registered by name in :data:`DATASETS` (a :class:`~niood_plugin.registry.Registry`);
 :func:`register_dataset` adds one, with a :class:`~niood_plugin.data.source.Source` saying where
 its files are.
+
+Modules, each importing only those listed before it: ``storage`` (data root, archives),
+``augment``, ``tensors``, ``generated``; ``source`` (:class:`DatasetSpec`, :class:`~niood_plugin.data.source.Source`,
+helpers shared by the sources) and ``decode`` (image decoding and its cache); the source families
+``images``, ``torchvision_sets``, ``web_sets`` (none imports another); ``catalog`` (every name).
 """
 from .augment import AUGMENTATIONS, BatchLoader, CropFlip, build_augmentation, list_augmentations
 from .catalog import (ALIASES, DATASETS, SPLITS, DatasetSpec, dataset_status, get_spec, list_datasets,
                       load_dataset, register_dataset)
 from .generated import DEFAULT_NOISE_SIZE, make_noise, make_synthetic
-from .images import decode_images
+from .decode import decode_images
 from .storage import default_data_root
 from .tensors import LUMA_WEIGHTS, TensorData, subset_indices, to_geometry
 

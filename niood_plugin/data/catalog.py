@@ -1,10 +1,10 @@
 """The datasets known by name (a :class:`~niood_plugin.registry.Registry`), their status, and
-:func:`load_dataset`."""
+:func:`load_dataset`: the top of :mod:`niood_plugin.data`, the one module that imports every
+source family (see :mod:`~niood_plugin.data.source` for the layering)."""
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import torch
@@ -13,7 +13,7 @@ from ..registry import Registry
 from ..validation import Boolean, InstanceOf, Interval, Options, validate_params
 from .generated import SYNTHETIC_SHAPE, generate
 from .images import ImageFolderSource
-from .source import Source
+from .source import SPLITS, DatasetSpec
 from .storage import PathLike, log, resolve_root
 from .tensors import IMAGE_SHAPE, SEED, TensorData, subset_indices, u8_to_float
 from .torchvision_sets import IdxSource, TorchvisionSource
@@ -22,30 +22,6 @@ from ..errors import InvalidArgumentError
 
 __all__ = ["DatasetSpec", "DATASETS", "ALIASES", "SPLITS", "register_dataset", "list_datasets", "get_spec",
            "dataset_status", "load_dataset"]
-
-SPLITS = ("train", "test")
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What the library knows about one dataset name."""
-
-    name: str
-    description: str
-    shape: Optional[tuple[int, int, int]]   # native (C, H, W); None: the caller's geometry
-    num_classes: Optional[int]              # None: unlabeled (labels are -1)
-    generated: bool
-    splits: tuple[str, ...]
-    dirname: Optional[str] = None           # folder under the data root
-    archive: Optional[str] = None           # archive under the data root that unpacks to dirname
-    lossy: bool = False                     # pixels are not bit-exact (JPEG copy)
-    source: Optional[Source] = field(default=None, compare=False, repr=False)  # None: generated
-
-    def locations(self, data_root: PathLike | None = None) -> list[str]:
-        """Where this set is looked for under ``data_root``, in order (empty when generated);
-        torchvision's download, the last resort, is not a place and is not listed."""
-        root = resolve_root(data_root)
-        return [] if self.source is None else [str(p) for p in self.source.places(self, root)]
 
 
 #: Every dataset name accepted by :func:`load_dataset`.
@@ -66,6 +42,10 @@ _IDX_HINT = ("put the IDX files (*-ubyte or *-ubyte.gz) in {root}/%s/raw/ or {ro
              "%s/*-ubyte.gz) in {root}; behind a registry-only mirror benchmarks/get_data.sh fetches them from %s; "
              "online, load with download=True and torchvision downloads them")
 _ONLINE_HINT = "run once online (download=True) so torchvision downloads it into {root}%s (no offline copy here)"
+_CIFAR10_JPEG = DatasetSpec(
+    "cifar10-jpeg", "CIFAR-10 as an ImageFolder of JPEGs (lossy, about quality 75)", (3, 32, 32), 10, False, SPLITS,
+    "cifar10-jpeg", "cifar10-jpeg.tar.gz", lossy=True, source=ImageFolderSource(
+        "put cifar10-jpeg.tar.gz (unpacks to cifar10-jpeg/{{train,test}}/<class>/*.jpg) in {root}"))
 
 for _spec in (
     DatasetSpec("mnist", "MNIST handwritten digits", (1, 28, 28), 10, False, SPLITS, "mnist", "mnist.tar",
@@ -79,14 +59,12 @@ for _spec in (
     DatasetSpec("cifar10", "CIFAR-10 (torchvision; falls back to the lossy JPEG copy)", (3, 32, 32), 10, False,
                 SPLITS, source=TorchvisionSource(
                     "CIFAR10", "run once online (download=True) so torchvision downloads it into {root}, or put "
-                    "cifar10-jpeg.tar.gz (a lossy JPEG copy) in {root}", fallback="cifar10-jpeg")),
+                    "cifar10-jpeg.tar.gz (a lossy JPEG copy) in {root}", fallback=_CIFAR10_JPEG)),
     DatasetSpec("svhn", "SVHN street-view digits (torchvision, online only)", (3, 32, 32), 10, False, SPLITS,
                 "svhn", source=TorchvisionSource("SVHN", _ONLINE_HINT % "/svhn", subdir="svhn", by_split=True)),
     DatasetSpec("cifar100", "CIFAR-100 (torchvision, online only)", (3, 32, 32), 100, False, SPLITS,
                 source=TorchvisionSource("CIFAR100", _ONLINE_HINT % "")),
-    DatasetSpec("cifar10-jpeg", "CIFAR-10 as an ImageFolder of JPEGs (lossy, about quality 75)", (3, 32, 32), 10,
-                False, SPLITS, "cifar10-jpeg", "cifar10-jpeg.tar.gz", lossy=True, source=ImageFolderSource(
-                    "put cifar10-jpeg.tar.gz (unpacks to cifar10-jpeg/{{train,test}}/<class>/*.jpg) in {root}")),
+    _CIFAR10_JPEG,
     DatasetSpec("tinyimagenet", "Tiny ImageNet test images, unlabeled (OOD use)", (3, 64, 64), None, False,
                 ("test",), "tinyimagenet", "tinyimagenet-test.tar.gz", lossy=True, source=ImageFolderSource(
                     "put tinyimagenet-test.tar.gz (unpacks to tinyimagenet/test/images/*.JPEG) in {root}",

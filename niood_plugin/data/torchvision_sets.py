@@ -1,48 +1,26 @@
 """Sets read by ``torchvision.datasets``: MNIST and Fashion-MNIST (``MNIST``, ``FashionMNIST``),
 CIFAR-10/100 and SVHN (``CIFAR10``, ``CIFAR100``, ``SVHN``), with ``download=`` passed through.
 
-The torchvision class is looked up by name when a set is loaded, so a test (or a user) can stand
-in for ``torchvision.datasets.MNIST`` with ``monkeypatch.setattr``.
+The torchvision class is looked up by name when a set is loaded (:func:`~niood_plugin.data.source.tv_class`),
+so a test (or a user) can stand in for ``torchvision.datasets.MNIST`` with ``monkeypatch.setattr``.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from ..errors import DataFormatError, DatasetNotFoundError
 from ..files import atomic_write_bytes
-from .source import Loaded, Source, short_error
+from .source import NOT_ATTEMPTED, DatasetSpec, Loaded, Source, construct, short_error, tv_class
 from .storage import log, safe_extract, unpack_root
 
 __all__ = ["IdxSource", "TorchvisionSource"]
-
-_NOT_ATTEMPTED = "not attempted (download=False)"
-
-
-def tv_class(name: str) -> Any:
-    import torchvision.datasets as tvd
-
-    return getattr(tvd, name)
-
-
-def _construct(cls: Any, root: Path, split: str, download: bool, by_split: bool = False) -> Any:
-    """``cls(root, train=..., download=...)`` (``split=`` if ``by_split``), its progress output logged."""
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):   # torchvision prints download progress
-        where = {"split": split} if by_split else {"train": split == "train"}
-        ds = cls(root=str(root), download=download, **where)
-    if buf.getvalue().strip():
-        log.debug("torchvision: %s", " ".join(buf.getvalue().split()))
-    return ds
-
 
 class IdxSource(Source):
     """MNIST-style IDX files read by ``torchvision.datasets.<tv_name>`` from its own layout,
@@ -132,15 +110,15 @@ class IdxSource(Source):
         tv_root = self._prepare(spec, root)
         if tv_root is not None:
             try:
-                ds = _construct(cls, tv_root, split, False)
+                ds = construct(cls, tv_root, split, False)
             except (AssertionError, RuntimeError, ValueError, TypeError, IndexError) as e:
                 raise self._corrupt(tv_root, split, e) from e
         elif not download:
-            raise self.not_found(spec, root, _NOT_ATTEMPTED)
+            raise self.not_found(spec, root, NOT_ATTEMPTED)
         else:
             tv_root = unpack_root(root)
             try:
-                ds = _construct(cls, tv_root, split, True)
+                ds = construct(cls, tv_root, split, True)
             except Exception as e:  # noqa: BLE001 - offline / unreachable: one line
                 raise self.not_found(spec, root, "failed: " + short_error(e)) from None
         x, y = ds.data.unsqueeze(1).to(torch.uint8), ds.targets.to(torch.int64)
@@ -157,9 +135,10 @@ class IdxSource(Source):
 
 class TorchvisionSource(Source):
     """A set in torchvision's own files under ``<root>`` (``<root>/svhn`` for SVHN), downloaded
-    by torchvision when ``download`` and online; optionally a ``fallback`` set when missing."""
+    by torchvision when ``download`` and online; optionally the set ``fallback`` (a
+    :class:`~niood_plugin.data.source.DatasetSpec` with a source) when missing."""
 
-    def __init__(self, tv_name: str, hint: str, fallback: Optional[str] = None, subdir: str = "",
+    def __init__(self, tv_name: str, hint: str, fallback: Optional[DatasetSpec] = None, subdir: str = "",
                  by_split: bool = False):
         super().__init__(hint)
         self.tv_name, self.fallback, self.subdir, self.by_split = tv_name, fallback, subdir, by_split
@@ -171,29 +150,24 @@ class TorchvisionSource(Source):
             return [root / self.subdir / cls.split_list[s][1] for s in ("train", "test")]
         return [root / self.subdir / cls.base_folder / f for f, _ in cls.train_list + cls.test_list]
 
-    def _fallback(self):
-        from .catalog import get_spec
-
-        return get_spec(self.fallback) if self.fallback else None
-
     def places(self, spec, root):
-        fb = self._fallback()
+        fb = self.fallback
         return [self._files(root)[0].parent] + (fb.source.places(fb, root) if fb else [])
 
     def find(self, spec, root):
         if all(f.is_file() for f in self._files(root)):
             return self._files(root)[0].parent, spec.lossy
-        fb = self._fallback()
+        fb = self.fallback
         got = fb.source.find(fb, root) if fb else None
         return (got[0], True) if got else None
 
     def load(self, spec, root, split, download) -> Loaded:
         local = all(f.is_file() for f in self._files(root))
-        err = _NOT_ATTEMPTED
+        err = NOT_ATTEMPTED
         if local or download:
             where = root if local else unpack_root(root)
             try:
-                ds = _construct(tv_class(self.tv_name), where / self.subdir, split, download and not local,
+                ds = construct(tv_class(self.tv_name), where / self.subdir, split, download and not local,
                                 self.by_split)
                 data = torch.as_tensor(np.ascontiguousarray(ds.data))
                 if data.shape[-1] == 3:                          # CIFAR: [N, H, W, C]
@@ -203,7 +177,7 @@ class TorchvisionSource(Source):
                 return data.to(torch.uint8), y, (list(ds.classes) if hasattr(ds, "classes") else None)
             except Exception as e:  # noqa: BLE001 - offline, corrupt: one line
                 err = ("local copy unreadable: " if local else "failed: ") + short_error(e)
-        fb = self._fallback()
+        fb = self.fallback
         if fb is not None and fb.source.find(fb, root) is not None:
             log.warning("%s: torchvision copy unavailable (%s); using the %s copy under %s, which is LOSSY "
                         "(JPEG, about quality 75): pixels are not bit-exact, say so when reporting results",

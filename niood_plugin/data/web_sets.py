@@ -3,7 +3,7 @@ Textures Dataset (``DTD``, split ``"test"``, partition 1) and Places365 (``Place
 ``"val"``, ``small=True``: the 256x256 images), with ``download=`` passed through.
 
 torchvision lists the files (its own layout and checks); each image is decoded once with
-:func:`~niood_plugin.data.images.decode_images` (gray -> RGB), its shorter side resized to
+:func:`~niood_plugin.data.decode.decode_images` (gray -> RGB), its shorter side resized to
 :data:`SIZE` and center-cropped to ``SIZE x SIZE`` (torchvision transforms, antialiased), and the
 uint8 ``[N, 3, SIZE, SIZE]`` tensor is cached as ``<root>/<dirname>/<name>.pt`` (in a read-only
 root, under the default data root's ``decoded-cache/``, as for the JPEG folders).
@@ -23,10 +23,9 @@ import torch
 from torch import Tensor
 
 from ..errors import DataFormatError
-from .images import _cached_decode, decode_images
-from .source import Loaded, Source, short_error
+from .decode import cached_decode, decode_images
+from .source import NOT_ATTEMPTED, Loaded, Source, construct, short_error, tv_class
 from .storage import log, unpack_root
-from .torchvision_sets import _NOT_ATTEMPTED, _construct, tv_class
 
 __all__ = ["SIZE", "PLACES_KEEP", "PLACES_SEED", "fit_square", "keep_subset", "WebImageSource"]
 
@@ -63,9 +62,9 @@ def _decode_fit(files: Sequence[Path], size: int) -> Tensor:
 
 def _cached_fit(folder: Path, files: list[Path], size: int, cache: Path) -> Tensor:
     """Decode and fit ``files`` once; reuse ``cache`` while the file list and size are the same
-    (the cache of :mod:`~niood_plugin.data.images`, with the size in its signature)."""
+    (:func:`~niood_plugin.data.decode.cached_decode`, with the size in its signature)."""
     rel = [os.path.relpath(f, folder) for f in files]
-    x, _ = _cached_decode(folder, rel, [-1] * len(rel), [], cache, decode=lambda fs: _decode_fit(fs, size),
+    x, _ = cached_decode(folder, rel, [-1] * len(rel), [], cache, decode=lambda fs: _decode_fit(fs, size),
                           tag=str(size))
     return x
 
@@ -103,11 +102,11 @@ class WebImageSource(Source):
     def load(self, spec, root, split, download) -> Loaded:
         local = next((r for r in dict.fromkeys((root, unpack_root(root))) if self._complete(r)), None)
         where = local if local is not None else unpack_root(root)
-        err = _NOT_ATTEMPTED
+        err = NOT_ATTEMPTED
         if local is not None or download:
             cls = functools.partial(tv_class(self.tv_name), **self.options)
             try:
-                ds = _construct(cls, where / self.subdir, self.tv_split, download and local is None, by_split=True)
+                ds = construct(cls, where / self.subdir, self.tv_split, download and local is None, by_split=True)
                 files = self.files(ds)
             except Exception as e:  # noqa: BLE001 - offline, incomplete copy: one line
                 err = ("local copy unreadable: " if local is not None else "failed: ") + short_error(e)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from ..devices import module_device
 from ..garbage import GarbageSampler
-from .convert import batch_xy, openood_confidence, ue_and_prediction
+from .convert import REQUIRED, batch_xy, check_garbage_index, openood_confidence, ue_and_prediction
 from ..errors import InvalidArgumentError
 
 try:
@@ -62,13 +62,15 @@ class UEPostprocessor(BasePostprocessor):
     """UE of a K+1-way model (garbage output ``garbage_index``) as OpenOOD's confidence.
 
     :param config: OpenOOD's postprocessor config, if any (UE has no hyperparameters to search)
-    :param garbage_index: the garbage output (``None``: a plain K-way model, plain UE)
+    :param garbage_index: required: the output trained as the garbage class (``K``), or
+        ``None`` for a plain K-way model (plain UE); the network's outputs do not say which
+        one is the garbage output, so there is no default
     :param variant: :class:`~niood_plugin.UEDetector`'s variant (default ``"combined"``)
     """
 
-    def __init__(self, config: Any = None, garbage_index: Optional[int] = -1, variant: str = "combined"):
+    def __init__(self, config: Any = None, garbage_index: Any = REQUIRED, variant: str = "combined"):
         super().__init__(config)
-        self.garbage_index, self.variant = garbage_index, variant
+        self.garbage_index, self.variant = check_garbage_index(garbage_index, variant, "UEPostprocessor"), variant
         self.APS_mode = False                 # the Evaluator reads both; nothing to search
         self.hyperparam_search_done = True
 
@@ -103,7 +105,8 @@ class InversionOpenOODTrainer(BaseTrainer):
     :param config: OpenOOD's config (``optimizer.{lr, momentum, weight_decay, num_epochs}``,
         ``dataset.num_classes`` = K)
     :param garbage: a :class:`~niood_plugin.GarbageSampler` (default: the library's for the
-        images' shape, seeded by ``config.seed``)
+        images' shape, seeded by ``config.seed``); it is moved to the network's device and
+        started for ``num_epochs - 1`` inversion epochs (OpenOOD's first epoch is pre-training)
     :param class_counts: ID images per class; default: counted in one pass over the loader
 
     The images must lie in [-1, 1], where the generator's garbage lies (OpenOOD's preprocessors
@@ -124,9 +127,10 @@ class InversionOpenOODTrainer(BaseTrainer):
         if class_counts is None:
             labels = torch.cat([torch.as_tensor(batch_xy(b)[1]) for b in train_loader])
             class_counts = torch.bincount(labels.long(), minlength=k)
-        self.garbage = garbage if garbage is not None else GarbageSampler(k, tuple(x0.shape[1:]), device=device,
+        self.garbage = garbage if garbage is not None else GarbageSampler(k, tuple(x0.shape[1:]),
                                                                           seed=int(getattr(config, "seed", 0) or 0))
-        self.garbage.start(class_counts)
+        self.garbage.to(device)
+        self.garbage.start(class_counts, epochs=max(int(config.optimizer.num_epochs) - 1, 1))
         self.loss = BackgroundClassLoss(n_classes=k)
         self.device = device
 
@@ -138,6 +142,8 @@ class InversionOpenOODTrainer(BaseTrainer):
         for batch, g in zip(self.train_loader, self.garbage.epoch(len(self.train_loader))):
             x, y = batch_xy(batch)
             x, y = x.to(self.device), y.to(self.device).long()
+            neg = self.garbage.make_negatives(x, epoch_idx - 1)  # our epoch: 0 is pre-training
+            g = g if neg is None else torch.cat([g, neg])
             logits = self.net(torch.cat([x, g]))
             loss = self.loss(logits, torch.cat([y, torch.full((g.shape[0],), -1, device=self.device)]))
             self.optimizer.zero_grad()

@@ -15,11 +15,11 @@ its OOD figures (``ood/AUROC``, ``ood/FPR95``, ...) are UE's.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any
 
 from torch import Tensor
 
-from .convert import ensemble_logits, ue_and_prediction
+from .convert import REQUIRED, check_garbage_index, ensemble_logits, ue_and_prediction
 
 try:
     from torch_uncertainty.ood_criteria import OODCriterionInputType, TUOODCriterion
@@ -31,13 +31,18 @@ __all__ = ["UECriterion"]
 
 
 class UECriterion(TUOODCriterion):
-    """UE of a K+1-way model's logits (garbage output ``garbage_index``; ``None``: plain UE of K)."""
+    """UE of a K+1-way model's logits.
+
+    :param garbage_index: required: the output trained as the garbage class (``K``), or
+        ``None`` for a plain K-way model (plain UE)
+    :param variant: :class:`~niood_plugin.UEDetector`'s variant (default ``"combined"``)
+    """
 
     input_type = OODCriterionInputType.LOGIT
 
-    def __init__(self, garbage_index: Optional[int] = -1, variant: str = "combined"):
+    def __init__(self, garbage_index: Any = REQUIRED, variant: str = "combined"):
         super().__init__()
-        self.garbage_index, self.variant = garbage_index, variant
+        self.garbage_index, self.variant = check_garbage_index(garbage_index, variant, "UECriterion"), variant
 
     def forward(self, inputs: Tensor) -> Tensor:
         return ue_and_prediction(ensemble_logits(inputs), self.garbage_index, self.variant)[0]

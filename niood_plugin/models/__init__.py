@@ -1,7 +1,7 @@
 """Models by name: the report's architectures and any timm model.
 
 >>> clf = build_classifier("report28", num_outputs=11, in_channels=1)   # K+1 = 11 logits
->>> gen = build_generator("report28", num_classes=11, nz=100, out_channels=1)
+>>> gen = build_generator("report28", num_outputs=11, nz=100, out_channels=1)   # conditioned on K+1
 >>> clf = build_classifier("resnet18-cifar", num_outputs=11, in_channels=3, width=16)  # 32x32
 >>> clf = build_classifier("resnet18", num_outputs=11, in_channels=3)   # any timm name
 """
@@ -12,15 +12,19 @@ from typing import Callable
 from torch import nn
 
 from ..registry import Registry
+from ..validation import InstanceOf, validate_params
 
 from .protocol import FeatureClassifier, check_feature_classifier
 from .layout import as_channels_last, to_channels_last
 from .restrict import DropOutput, head_linear, last_linear
-from .report import (CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
+from .report import (ARCH_CONSTRAINTS, CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
                      Report32Generator)
 from .timm_adapter import TimmClassifier
 from .cifar_resnet import cifar_resnet, resnet10_cifar, resnet18_cifar
 from ..errors import InvalidArgumentError
+
+_BUILD_CONSTRAINTS = {"name": [InstanceOf(str, "a registered or timm model name (str)")],
+                      **{k: ARCH_CONSTRAINTS[k] for k in ("num_outputs", "in_channels", "out_channels", "nz")}}
 
 CLASSIFIERS: Registry[Callable[..., nn.Module]] = Registry("classifier")
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator")
@@ -38,7 +42,8 @@ def register_classifier(name: str, factory: Callable[..., nn.Module]) -> None:
 
 
 def register_generator(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Register ``factory(num_classes=, nz=, out_channels=, conditioning=, **kw)`` under ``name``."""
+    """Register ``factory(num_outputs=, nz=, out_channels=, conditioning=, **kw)`` under ``name``
+    (``num_outputs``: the conditioning's size, the classifier's K + 1 outputs)."""
     GENERATORS.register(name, factory)
 
 
@@ -56,10 +61,9 @@ def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) ->
 
     ``name`` is one of :func:`list_classifiers` or any timm model name.
     """
-    if num_outputs < 2:
-        raise InvalidArgumentError(f"num_outputs must be >= 2, got {num_outputs}")
-    if in_channels < 1:
-        raise InvalidArgumentError(f"in_channels must be >= 1, got {in_channels}")
+    validate_params(dict(name=name, num_outputs=num_outputs, in_channels=in_channels), _BUILD_CONSTRAINTS,
+                    "build_classifier")
+    num_outputs, in_channels = int(num_outputs), int(in_channels)  # numpy ints become plain ints
     if name in CLASSIFIERS:
         return CLASSIFIERS.create(name, num_outputs=num_outputs, in_channels=in_channels, **kwargs)
     from .timm_adapter import _timm
@@ -72,10 +76,16 @@ def build_classifier(name: str, num_outputs: int, in_channels: int, **kwargs) ->
     )
 
 
-def build_generator(name: str, num_classes: int, nz: int = 100, out_channels: int = 1,
+def build_generator(name: str, num_outputs: int, nz: int = 100, out_channels: int = 1,
                     conditioning: str = "vector", **kwargs) -> nn.Module:
-    """A conditional generator ``G(z, vector=, matrix=)`` producing images in [-1, 1]."""
-    return GENERATORS.create(name, num_classes=num_classes, nz=nz, out_channels=out_channels,
+    """A conditional generator ``G(z, vector=, matrix=)`` producing images in [-1, 1].
+
+    ``num_outputs`` is the size of the conditioning: the outputs of the classifier it is
+    inverted against, ``K + 1`` for a garbage-class model (the garbage output included).
+    """
+    validate_params(dict(name=name, num_outputs=num_outputs, nz=nz, out_channels=out_channels), _BUILD_CONSTRAINTS,
+                    "build_generator")
+    return GENERATORS.create(name, num_outputs=int(num_outputs), nz=int(nz), out_channels=int(out_channels),
                              conditioning=conditioning, **kwargs)
 
 

@@ -4,7 +4,8 @@
 Fashion-MNIST), ``Report32Classifier`` / ``Report32Generator`` for 32x32 (CIFAR-10, SVHN).
 Widths ``ncf`` / ``ngf`` are not given in the report; 64 (the DCGAN default) is ours.
 
-Generators take a latent ``z`` of size ``nz`` plus a conditioning:
+Generators take a latent ``z`` of size ``nz`` plus a conditioning over ``N = num_outputs``
+outputs of the classifier (``K + 1`` for a garbage-class model, the garbage output included):
 
 * ``vector`` (report default): a length-N probability vector, embedded by
   ``Linear(N -> nz)`` and concatenated with ``z`` at 1x1;
@@ -21,9 +22,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from ..errors import InvalidArgumentError
+from ..validation import Interval, Options, validate_params
 
 CONDITIONINGS = ("vector", "matrix", "vector-matrix")
+
+_COUNT = Interval(int, 1, None)
+#: Constraints of the architectures' arguments, checked before any layer is built.
+ARCH_CONSTRAINTS: dict[str, list] = {
+    "num_outputs": [Interval(int, 2, None)],
+    "in_channels": [_COUNT],
+    "out_channels": [_COUNT],
+    "nz": [_COUNT],
+    "ncf": [_COUNT],
+    "ngf": [_COUNT],
+    "dropout": [Interval(float, 0, 1)],
+    "conditioning": [Options(*CONDITIONINGS)],
+}
 
 
 def _block(conv: nn.Module, channels: int, dropout: float = 0.0) -> list[nn.Module]:
@@ -54,6 +70,8 @@ class Report28Classifier(_FeatureHeadClassifier):
     """Section 4.1: three conv blocks, global average pool, Linear-LeakyReLU-Dropout, Linear."""
 
     def __init__(self, num_outputs: int, in_channels: int = 1, ncf: int = 64, dropout: float = 0.5):
+        validate_params(dict(num_outputs=num_outputs, in_channels=in_channels, ncf=ncf, dropout=dropout),
+                        ARCH_CONSTRAINTS, type(self).__name__)
         super().__init__()
         self.body = nn.Sequential(
             *_block(nn.Conv2d(in_channels, ncf, 4, 2, 1, bias=False), ncf),
@@ -73,6 +91,8 @@ class Report32Classifier(_FeatureHeadClassifier):
     """Section 5.1: five conv blocks with growing dropout, pool, Linear-LeakyReLU-Dropout, Linear."""
 
     def __init__(self, num_outputs: int, in_channels: int = 3, ncf: int = 64, dropout: float = 0.5):
+        validate_params(dict(num_outputs=num_outputs, in_channels=in_channels, ncf=ncf, dropout=dropout),
+                        ARCH_CONSTRAINTS, type(self).__name__)
         super().__init__()
         self.body = nn.Sequential(
             *_block(nn.Conv2d(in_channels, ncf, 4, 2, 1, bias=False), ncf, 0.2),
@@ -93,16 +113,14 @@ class Report32Classifier(_FeatureHeadClassifier):
 class _ConditionalGenerator(nn.Module):
     """Stem (to an intermediate map), optional matrix injection, then the upsampling tail."""
 
-    def __init__(self, num_classes: int, nz: int, conditioning: str, stem: nn.Sequential,
+    def __init__(self, num_outputs: int, nz: int, conditioning: str, stem: nn.Sequential,
                  mid_channels: int, tail: nn.Sequential, out_shape: tuple[int, int, int]):
         super().__init__()
-        if conditioning not in CONDITIONINGS:
-            raise InvalidArgumentError(f"unknown conditioning {conditioning!r}; choose one of {CONDITIONINGS}")
-        self.num_classes, self.nz, self.conditioning = num_classes, nz, conditioning
+        self.num_outputs, self.nz, self.conditioning = num_outputs, nz, conditioning
         self.out_shape = out_shape
         self.uses_vector = conditioning in ("vector", "vector-matrix")
         self.uses_matrix = conditioning in ("matrix", "vector-matrix")
-        self.embed = nn.Linear(num_classes, nz) if self.uses_vector else None
+        self.embed = nn.Linear(num_outputs, nz) if self.uses_vector else None
         self.stem, self.tail = stem, tail
         self.mix = (
             nn.Sequential(nn.Conv2d(mid_channels + 1, mid_channels, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True))
@@ -131,8 +149,12 @@ class _ConditionalGenerator(nn.Module):
 class Report28Generator(_ConditionalGenerator):
     """Section 4.2: 1x1 -> 4x4 -> 8x8 -> 14x14 -> 28x28 transposed convolutions, Tanh."""
 
-    def __init__(self, num_classes: int, nz: int = 100, out_channels: int = 1, ngf: int = 64,
+    def __init__(self, num_outputs: int, nz: int = 100, out_channels: int = 1, ngf: int = 64,
                  conditioning: str = "vector"):
+        """:param num_outputs: the conditioning's size: the classifier's outputs (K + 1 with the
+            garbage output)"""
+        validate_params(dict(num_outputs=num_outputs, nz=nz, out_channels=out_channels, ngf=ngf,
+                             conditioning=conditioning), ARCH_CONSTRAINTS, type(self).__name__)
         in_ch = 2 * nz if conditioning in ("vector", "vector-matrix") else nz
         stem = nn.Sequential(
             *_block(nn.ConvTranspose2d(in_ch, 4 * ngf, 4, 1, 0, bias=False), 4 * ngf),
@@ -143,14 +165,18 @@ class Report28Generator(_ConditionalGenerator):
             nn.ConvTranspose2d(ngf, out_channels, 4, 2, 1, bias=False),
             nn.Tanh(),
         )
-        super().__init__(num_classes, nz, conditioning, stem, 2 * ngf, tail, (out_channels, 28, 28))
+        super().__init__(num_outputs, nz, conditioning, stem, 2 * ngf, tail, (out_channels, 28, 28))
 
 
 class Report32Generator(_ConditionalGenerator):
     """Section 5.2: 1x1 -> 4x4 -> 8x8 -> 16x16 -> 32x32 transposed convolutions, Tanh."""
 
-    def __init__(self, num_classes: int, nz: int = 100, out_channels: int = 3, ngf: int = 64,
+    def __init__(self, num_outputs: int, nz: int = 100, out_channels: int = 3, ngf: int = 64,
                  conditioning: str = "vector"):
+        """:param num_outputs: the conditioning's size: the classifier's outputs (K + 1 with the
+            garbage output)"""
+        validate_params(dict(num_outputs=num_outputs, nz=nz, out_channels=out_channels, ngf=ngf,
+                             conditioning=conditioning), ARCH_CONSTRAINTS, type(self).__name__)
         in_ch = 2 * nz if conditioning in ("vector", "vector-matrix") else nz
         stem = nn.Sequential(
             *_block(nn.ConvTranspose2d(in_ch, 8 * ngf, 4, 1, 0, bias=False), 8 * ngf),
@@ -161,4 +187,4 @@ class Report32Generator(_ConditionalGenerator):
             nn.ConvTranspose2d(2 * ngf, out_channels, 4, 2, 1, bias=False),
             nn.Tanh(),
         )
-        super().__init__(num_classes, nz, conditioning, stem, 4 * ngf, tail, (out_channels, 32, 32))
+        super().__init__(num_outputs, nz, conditioning, stem, 4 * ngf, tail, (out_channels, 32, 32))

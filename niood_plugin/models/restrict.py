@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..training import id_logits
+from ..scores import id_logits
 from ..errors import InvalidTypeError
 
 

@@ -76,6 +76,8 @@ class VOSObjective(nn.Module):
 
     Its own parameters (the logistic regression :math:`\\phi` and the energy weights) are in
     :meth:`trainable`; pass them to the optimiser (``train_plain(..., extra_params=...)``).
+    Its ``state_dict()`` holds them and the feature queues with their fill levels, so a
+    ``train_plain`` checkpoint resumes VOS where it stopped.
 
     :param model: the classifier to be trained (its head layer is shared, not copied)
     :param epochs: total training epochs (the regulariser starts at ``int(start_fraction * epochs)``)
@@ -110,6 +112,26 @@ class VOSObjective(nn.Module):
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.params)
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        """The feature queues and how full each is: buffers outside pytorch-ood's state dict,
+        kept in this objective's, so that a checkpointed training resumes with the queues it had."""
+        crit = self.criterion
+        return {"queues": crit.data_dict,
+                "filled": torch.tensor([int(crit.number_dict[k]) for k in range(crit.num_classes)])}
+
+    def set_extra_state(self, state: Any) -> None:
+        crit = self.criterion
+        queues = state.get("queues") if isinstance(state, dict) else None
+        filled = state.get("filled") if isinstance(state, dict) else None
+        if not isinstance(queues, Tensor) or not isinstance(filled, Tensor) or queues.shape != crit.data_dict.shape \
+                or filled.shape != (crit.num_classes,):
+            raise InvalidArgumentError(f"this VOS state does not fit: it needs feature queues of shape "
+                                       f"{tuple(crit.data_dict.shape)} (classes, sample_number, features); load the "
+                                       "state of a VOSObjective with the same model and sample_number")
+        with torch.no_grad():
+            crit.data_dict.copy_(queues)
+        crit.number_dict = {k: int(n) for k, n in enumerate(filled.tolist())}
 
     def trainable(self) -> list[nn.Parameter]:
         """The parameters VOS adds (not the model's head, which the model's optimiser holds)."""

@@ -44,39 +44,25 @@ How we read the paper where it is loose (see also the comments in the code):
   written (``non_saturating=True`` switches to :math:`-\\log D(G(z; c); c)`).
 * Not in the paper: the networks standardise features with the per-dimension mean and
   standard deviation of the training features (estimated before the first epoch), so the
-  same MLP sizes work for any feature scale (on MNIST validation outliers turning it off did
-  not help: mean BAL AUROC 0.70 vs 0.65, 2 seeds, within the seed spread).
-* Settings the paper does not give, chosen on MNIST (cached ``standard`` model, 64-d features)
-  with the ID test split and the *synthetic* validation outliers of
-  ``research/validate_detectors.py`` only (val-permuted/inverted/blend/patches, plus ``val-far``
-  = ID test features x 3); never on the reported OOD sets (``research/bal_features.py``):
-  ``hidden_dim=512`` (the paper gives no network sizes; 256 -> 512 raised the mean validation
-  AUROC of the BAL score on the four image sets from 0.86 to 0.90, 1024 was slower and not
-  better), ``fgsm_std=5.0`` (the paper only says :math:`\\epsilon` is Gaussian; 0.5 -> 2 -> 5
-  each helped), ``lr_g=1e-3`` with ``lr_d=2e-4`` (no rates in the paper; a faster generator
-  helped on 2 of 2 seed groups, a slower one hurt).  Paper values kept: :math:`\\lambda_c=0.7`,
-  :math:`\\lambda=0.01`, the per-batch box of eq. 4-5 (``box_margin=0``).  ``box_margin`` > 0
-  widens that box (not in the paper; the authors' 2-D toy code samples its uniform negatives in
-  [-15, 15]^2 around data at +-3.5): it makes D reject far-away features in low dimension
-  (``tests/test_peers_bal.py``) but not in 64-d, where D learns to spot the uniform samples'
-  independent-coordinate pattern rather than their location (val-far AUROC 0.37-0.63 with
-  ``box_margin=1``, no better than without), so it stays off.
+  same MLP sizes work for any feature scale.
+* Settings the paper does not give, chosen on MNIST (the harness's ``standard`` model, 64-d
+  features) with the ID test split and synthetic validation outliers only (permuted, inverted,
+  blended and patch-shuffled images, and ID test features x 3), never on the reported OOD sets:
+  ``hidden_dim=512`` (the paper gives no network sizes), ``fgsm_std=5.0`` (the paper only says
+  :math:`\\epsilon` is Gaussian), ``lr_g=1e-3`` with ``lr_d=2e-4`` (no rates in the paper).
+  Paper values kept: :math:`\\lambda_c=0.7`, :math:`\\lambda=0.01`, the per-batch box of
+  eq. 4-5 (``box_margin=0``).  ``box_margin`` > 0 widens that box (not in the paper; the
+  authors' 2-D toy code samples its uniform negatives in [-15, 15]^2 around data at +-3.5): it
+  makes D reject far-away features in low dimension (``tests/test_peers_bal.py``) but not in
+  64-d, where D learns to spot the uniform samples' independent-coordinate pattern rather than
+  their location, so it is off by default.
 
-What was wrong (issue 21, MNIST, ``research/results/bal-features-mnist*.json``): nothing in the
-losses was mis-coded; the score is limited by the discriminator.  (1) Noise images map far
-outside the ID feature box (Gaussian/uniform noise: 100 % outside the training-feature box, mean
-norm 28-29 vs 11.5 for ID) where MSP is 1.000 (MSP AUROC 0.14), so only :math:`D` can reject
-them, and there :math:`D` extrapolates: no trivial or hard negative ever lies there (the batch
-box's uniform samples sit on a shell of norm ~17, the generator's fakes on the ID manifold), so
-its value depends on the seed (0.26 with one seed, worse than chance in the harness run).  (2)
-Near the ID manifold :math:`D` is a GAN discriminator near equilibrium: with the old defaults
-it gave ID test features only 0.64 on average, with per-class means from 0.41 to 0.77, and rated
-permuted-pixel images *higher* than ID (0.73), so :math:`p_1 p_2` ranked worse than
-:math:`p_1` alone (validation AUROC 0.65 vs 0.83 for MSP).  The chosen settings make :math:`D`
-more informative on the validation outliers (seeds 2-3: mean BAL AUROC 0.90 on the four image
-sets) but do not remove the seed dependence: with seed 0 the BAL score is still below MSP on
-val-permuted/blend/patches and near chance on noise (``bal-features-mnist.json``).  In our
-setting BAL does not reach the paper's MNIST numbers.
+Limits of the method in this setting: images far from the ID data (e.g. noise) map outside the
+ID feature box, where MSP is near 1 and only :math:`D` can reject them, but no trivial or hard
+negative lies there, so :math:`D`'s value there varies from seed to seed; near the ID data
+:math:`D` is a GAN discriminator near equilibrium and only weakly separates ID from OOD.  The
+measurements are in the research notes (``docs/research.md``, "Peers made to work" and "Peers:
+the measurements behind the settings").
 """
 from __future__ import annotations
 

@@ -9,10 +9,9 @@ import torch
 from pytorch_ood.api import RequiresFittingException
 from torch import Tensor, nn
 
-from ...training import progress
-from ...validation import Boolean, InstanceOf, Interval, check_param, validate_params
+from ...training import check_labels, progress, xy_pair
+from ...validation import Boolean, InstanceOf, Interval, SequenceOf, check_param, validate_params
 from ...devices import Device as TorchDevice
-from ...validation import SequenceOf
 from .detector import BALDetector
 from .losses import bal_discriminator_loss, bal_generator_loss
 from .negatives import fgsm_latent, shuffle_labels, uniform_ood_features
@@ -26,6 +25,13 @@ __all__ = ["BALTrainer"]
 _POSITIVE_INT = Interval(int, 1, None)
 _POSITIVE = Interval(float, 0, None, closed="neither")
 _NON_NEGATIVE = Interval(float, 0, None, closed="left")
+
+
+def _batch_xy(batch: Any, num_classes: int) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` of one training batch, refused unless it is a pair of tensors with labels in [0, K)."""
+    x, y = xy_pair(batch, "BALTrainer")
+    check_labels(y, num_classes, x.shape[0], what="BALTrainer's num_classes")
+    return x, y
 
 
 class BALTrainer:
@@ -130,7 +136,7 @@ class BALTrainer:
         for i, batch in enumerate(train_loader):
             if i >= self.stats_batches:
                 break
-            feats.append(self._features(batch[0].to(device)))
+            feats.append(self._features(_batch_xy(batch, self.num_classes)[0].to(device)))
         if not feats:
             raise InvalidArgumentError("train_loader yielded no batches")
         f = torch.cat(feats)
@@ -220,7 +226,8 @@ class BALTrainer:
             n = 0
             batches = progress(train_loader, self.progress, f"BAL epoch {epoch}")
             for batch in batches:
-                x, y = batch[0].to(device), batch[1].to(device).long()
+                x, y = _batch_xy(batch, self.num_classes)
+                x, y = x.to(device), y.to(device).long()
                 if x.shape[0] < 2:
                     continue  # a one-sample batch has an empty bounding box
                 stats = self._step(self._features(x), y)

@@ -30,33 +30,20 @@ fine-tuning is plain max-softmax (:class:`pytorch_ood.detector.MaxSoftmax`).
 Modules: :mod:`.objectives` (energy, entropy, loss), :mod:`.sampler` (:func:`langevin_sample`),
 :mod:`.trainer` (:class:`FIGTrainer`).
 
-What was wrong (issue 21, ``research/fig_finetune.py``, MNIST plain report28 model):
-the plain model is saturated on its implicit generator's samples.  Already at the sampler's
-start, :math:`\\mathcal U(-1, 1)` noise, it predicts class 8 with a logit gap of 33-41 (mean
-max-softmax 1.0000).  The gradient of the softmax entropy w.r.t. the logits,
-:math:`-p_k(\\log p_k + H)`, is then :math:`\\sim 40 e^{-40} \\approx 0`, so eq. 20 as printed
-does nothing: one epoch of the old settings (SGD 1e-3, momentum 0.9, wd 5e-4, T=1) left the generated
-samples' confidence at 1.000 (entropy term 1e-5) for three 100-batch epochs; the small AUROC changes came from the
-cross-entropy/SGD and batch-norm statistics, not from FIG.  The paper's ResNets (SGD + weight decay
-on CIFAR) are not that saturated, so eq. 20 has a gradient there.  Fixes below.
-
-Choices where the paper leaves room (each is a keyword argument):
+Choices where the paper leaves room (each is a keyword argument; the measurements behind them
+are in the research notes, ``docs/research.md``, "Peers: the measurements behind the settings"):
 
 * entropy temperature (``entropy_temperature=10``): the penalised entropy is that of
   :math:`\\mathrm{softmax}(f/T)`.  Its maximiser is the same as eq. 19's (equal logits, the
-  uniform prediction), so the fixed point FIG aims at is unchanged, but the gradient no longer
-  vanishes on saturated predictions (eq. 16 narrows the logits by :math:`c` for the same kind of
-  numerical reason).  T=1 is the printed eq. 20.  Validation (3 x 100 batches, val outliers of
-  ``research/validate_detectors.py``): T=1 generated confidence stays 1.000; T=5 and T=10 bring it
-  to 0.62 / 0.74 with val mean MSP AUROC 0.957 / 0.958 (plain model 0.832).
+  uniform prediction), so the fixed point FIG aims at is unchanged, but the gradient does not
+  vanish on saturated predictions: a classifier that gives its generator's samples a logit gap
+  of about 40 has an entropy gradient :math:`-p_k(\\log p_k + H) \\sim 40 e^{-40}`, so eq. 20 at
+  T=1 would not move it (eq. 16 narrows the logits by :math:`c` for the same kind of numerical
+  reason).  T=1 is the printed eq. 20.
 * optimizer and learning rate (``optimizer="adam"``, ``lr=1e-4``, ``weight_decay=0``): the paper
   fine-tunes with "the final learning rate of the pretraining phase" (sec. 4.1), i.e. the
-  pretraining optimizer at its last learning rate.  Our plain models are trained with Adam (3e-3,
-  cosine, last epochs 2.4e-4 to 6e-5), so Adam at 1e-4, no weight decay.  Validation (T=10, 300
-  batches): SGD 1e-3 momentum 0.9 wd 5e-4: ID accuracy 98.74%, val mean AUROC 0.958; Adam 1e-4:
-  98.96%, 0.970 (plain model 99.27%).  Final run (``research/results/fig-finetune-mnist.json``):
-  the rule stopped after 2 full epochs (generated confidence 1.00 -> 0.57 -> 0.41), ID accuracy
-  99.12%, MSP AUROC mean over fashionmnist/cifar10-jpeg/tinyimagenet/gaussian/uniform 0.289 -> 0.997.
+  pretraining optimizer at its last learning rate; the harness's plain models are trained with
+  Adam (3e-3, cosine, last epochs 2.4e-4 to 6e-5), so Adam at 1e-4, no weight decay.
 * stopping (``fit(loader)``, ``stop_confidence=0.5``, ``max_epochs=5``): Algorithm 2 repeats
   "until convergence" and sec. 3.3 "until the implicit generator barely generates the samples with
   high confidence predictions"; Fig. 3 shows the generated samples' confidence falling towards 1/K.
@@ -65,7 +52,7 @@ Choices where the paper leaves room (each is a keyword argument):
   running mean, because the running mean lags (its early batches saw the model before the epoch's
   updates) and a fixed seed makes successive epochs comparable.  0.5 is the authors' code's notion
   of a high-confidence sample (its sampler stops once the mean confidence exceeds 0.5).
-  ``fit(loader, epochs=N)`` still trains exactly N epochs.
+  ``fit(loader, epochs=N)`` trains exactly N epochs.
 * noise: eq. 14 says :math:`z_t \\sim \\mathcal N(0, \\epsilon_t I)`, i.e. standard deviation
   :math:`\\sqrt{\\epsilon_t}`; that is the default (``noise_std=None``).  The authors' code uses
   standard deviation :math:`\\epsilon_t` instead; pass a float to fix the standard deviation.
@@ -78,8 +65,7 @@ Choices where the paper leaves room (each is a keyword argument):
   erratic.  (The authors' code instead stops as soon as the mean confidence exceeds 0.5.)
 * per batch of ``b`` images, ``max(1, int(b * gen_fraction))`` samples are drawn (as in the
   authors' code, K=0.1 as in sec. 4.1) and ID and generated images go through the classifier in
-  one forward pass, so batch-norm statistics see both (frozen batch-norm statistics were tried
-  on validation data and lost: ``research/results/fig-finetune-select.json``).
+  one forward pass, so batch-norm statistics see both.
 """
 from __future__ import annotations
 

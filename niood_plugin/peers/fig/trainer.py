@@ -8,9 +8,9 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from ...training import progress
+from ...training import check_labels, progress, xy_pair
 from ...validation import Boolean, InstanceOf, Interval, Options, check_param, validate_params
 from ...devices import Device as TorchDevice
 from .objectives import fig_loss, softmax_entropy
@@ -23,6 +23,13 @@ __all__ = ["FIGTrainer"]
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
 _NON_NEGATIVE = Interval(float, 0, None, closed="left")
+
+
+def _batch_xy(batch: Any, num_classes: int) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` of one training batch, refused unless it is a pair of tensors with labels in [0, K)."""
+    x, y = xy_pair(batch, "FIGTrainer")
+    check_labels(y, num_classes, x.shape[0], what="FIGTrainer's num_classes")
+    return x, y
 
 
 class FIGTrainer:
@@ -196,8 +203,8 @@ class FIGTrainer:
           (:meth:`generated_confidence`) and training stops once their mean max-softmax is
           ``<= stop_confidence`` (an absolute mean max-softmax, > 1/K); at the
           latest after ``max_epochs`` epochs.  With ``stop_confidence=None``: ``max_epochs`` epochs.
-        * ``epochs=N``: exactly ``N`` epochs, whatever the rule says (the behaviour before the rule;
-          ``gen_confidence_end`` and ``stop_met`` are still recorded).
+        * ``epochs=N``: exactly ``N`` epochs, whatever the rule says (``gen_confidence_end`` and
+          ``stop_met`` are still recorded).
 
         Calling ``fit`` again continues training (the optimizer state is kept; ``max_epochs``
         counts the epochs of this call).
@@ -255,7 +262,8 @@ class FIGTrainer:
         n_batches = correct = seen = n_gen_total = 0
         batches = progress(train_loader, self.progress, f"FIG epoch {epoch}")
         for batch in batches:
-            x, y = batch[0].to(device), batch[1].to(device).long()
+            x, y = _batch_xy(batch, self.num_classes)
+            x, y = x.to(device), y.to(device).long()
             n_gen = self._num_generated(x.shape[0])
             if n_gen:
                 x_gen, info = self._sample(n_gen, gen, True)
