@@ -27,6 +27,7 @@ from torch import Tensor
 from . import checkpoint, distributed
 from .conditioning import Conditioning, balanced_labels, sample_conditioning
 from .errors import CheckpointError, NioodError
+from .files import atomic_write_bytes
 from .scores import per_class_metrics
 from .validation import POSITIVE_INT, validate_params
 
@@ -117,13 +118,15 @@ class SampleGrid(Callback):
             self.save(trainer, trainer.history[-1]["epoch"])
 
     def save(self, trainer: "InversionTrainer", epoch: int) -> Path:
+        import io
+
         from torchvision.utils import save_image
 
         labels, z, cond = fixed_inputs(trainer, self.per_class, trainer.seed + 1)
         images = trainer.garbage.inverter.generate(labels, z, cond)
-        path = self.folder / f"samples_epoch_{epoch:03d}.png"
-        save_image(images.cpu(), path, nrow=self.per_class, normalize=True, value_range=(-1, 1))
-        return path
+        buf = io.BytesIO()
+        save_image(images.cpu(), buf, format="png", nrow=self.per_class, normalize=True, value_range=(-1, 1))
+        return atomic_write_bytes(self.folder / f"samples_epoch_{epoch:03d}.png", buf.getvalue())
 
 
 class Checkpoint(Callback):

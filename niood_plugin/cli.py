@@ -17,7 +17,9 @@ import functools
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -50,6 +52,25 @@ def user_message(exc: BaseException) -> Optional[str]:
     return None
 
 
+class _TerminateAsInterrupt:
+    """SIGTERM (how torchrun, schedulers and ``kill`` stop a process) ends a command the way
+    Ctrl-C does: clean-up runs (the results folder's lock is released) and the exit code is 130."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+
 def _handle_errors(fn: Callable) -> Callable:
     """Run a command, turning exceptions into one line and an exit code (see the module doc)."""
 
@@ -57,7 +78,8 @@ def _handle_errors(fn: Callable) -> Callable:
     def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> Any:
         debug = debug or click.get_current_context().find_root().params.get("debug", False)
         try:
-            return fn(*args, **kwargs)
+            with _TerminateAsInterrupt():
+                return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except BrokenPipeError:  # `niood-bench list | head`: the reader left; say nothing

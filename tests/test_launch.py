@@ -119,6 +119,27 @@ def test_a_rank_without_rank_0_says_so_and_ends(launch, capfd):
     assert "waiting for rank 0 at 127.0.0.1:" in capfd.readouterr().err
 
 
+def test_every_waiting_rank_names_the_one_missing():
+    """WORLD_SIZE=3 with ranks 0 and 1 only (two ranks of one process, in two threads): both stop
+    with the same line naming rank 2."""
+    port, errors = _free_port(), {}
+
+    def join(r):
+        s = distributed._Launch(r, 3, None, f"127.0.0.1:{port}", "127.0.0.1", port, 1.0, 0.05)
+        try:
+            distributed._join(s)
+        except ConfigError as exc:
+            errors[r] = str(exc)
+
+    host = threading.Thread(target=join, args=(0,))
+    host.start()
+    time.sleep(0.5)
+    join(1)
+    host.join(10)
+    assert errors[0] == errors[1] and errors[0].startswith(f"rank(s) 2 of WORLD_SIZE=3 did not arrive at "
+                                                           f"127.0.0.1:{port} within 0.05 min")
+
+
 def test_a_rank_taken_twice_is_named(launch):
     """Two processes with ``RANK=1`` (here: rank 0's store, then this process as a second rank 1)."""
     launch(RANK="1", WORLD_SIZE="3")
@@ -147,6 +168,7 @@ def test_ctrl_c_ends_the_wait_at_once(launch):
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
 
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even where SIGINT came in ignored
     timer = threading.Timer(1.0, interrupt)
     timer.start()
     try:
@@ -154,6 +176,7 @@ def test_ctrl_c_ends_the_wait_at_once(launch):
             distributed.setup("cpu")
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert sent and time.monotonic() - sent[0] < 1.0
 
 

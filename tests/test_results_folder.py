@@ -266,3 +266,24 @@ def test_a_full_disk_while_taking_the_lock_names_the_lock(tmp_path, monkeypatch)
         FolderLock(tmp_path / "run").acquire()
     assert user_message(info.value) == f"No space left on device: {tmp_path / 'run' / '.niood.lock'}"
     assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_and_releases_the_lock(tmp_path):
+    """torchrun and schedulers stop a process with SIGTERM: the run's folder must not stay locked."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "niood_plugin.cli", "run", "--preset", "smoke", "--out", str(out),
+                             "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / ".niood.lock"
+    deadline = time.time() + 120
+    while not lock.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not lock.exists()

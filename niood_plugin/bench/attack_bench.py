@@ -200,9 +200,9 @@ def render_attack_md(payload: dict) -> str:
 
 
 def plot_attack(out: Path, results: list[dict], mapes: dict[tuple[str, float], np.ndarray]) -> list[Path]:
-    from .plots import _plt
+    from .plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     files = []
     for method in sorted({r["method"] for r in results}):
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))

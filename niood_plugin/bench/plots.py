@@ -30,7 +30,6 @@ def pyplot():
     return plt
 
 
-_plt = pyplot  # the name attack_bench imports
 
 #: Each method's own detector: the score its paper uses (a model with a garbage class: the
 #: garbage probability, :class:`~niood_plugin.UEDetector`'s default for it).  Another method:

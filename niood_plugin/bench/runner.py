@@ -33,16 +33,15 @@ from .detectors import DETECTORS, build, check_named, for_method, left_out
 from .evaluate import ood_metrics, represent, score
 from ..training import accuracy
 from .methods import METHODS, MethodContext, cache_key, list_methods, obtain
-from ..files import writes_into
+from ..files import atomic_write_text, writes_into
 from .lock import hold_folder
 from .outputs import (check_dir_path, check_out_dir, check_paths, collect_outputs, planned_paths, prepare_out,
-                      remove_path, rmdir_if_empty)
+                      remove_path, rmdir_if_empty, SAMPLES_KEY)
 from .provenance import environment, git_state, peak_rss_mb, provenance
 from .report import write_results
 
 log = logging.getLogger(__name__)
 
-SAMPLES_KEY = ".niood-model-key"  # in samples/<method>/: the cache key of the model the grids show
 
 
 @dataclass
@@ -332,7 +331,7 @@ class ModelSource:
             self.start[method] = self._announce(method, key, ckpt, ctx.sample_dir)
             self.trained[method] = obtain(method, ctx, self.cache_dir, self.train_missing)
             if ctx.sample_dir.is_dir() and distributed.is_main():
-                (ctx.sample_dir / SAMPLES_KEY).write_text(key + "\n")
+                atomic_write_text(ctx.sample_dir / SAMPLES_KEY, key + "\n")
         return self.trained[method]
 
     def _announce(self, method: str, key: str, ckpt: Path, sample_dir: Path) -> str:
