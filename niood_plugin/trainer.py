@@ -29,7 +29,7 @@ from .callbacks import Callback, Measure, restore
 from .devices import resolve_device
 from .errors import InvalidArgumentError
 from .garbage import GarbageSampler
-from .models import as_channels_last, check_feature_classifier, to_channels_last
+from .models import as_channels_last, check_feature_classifier, check_garbage_outputs, to_channels_last
 from .training import LR_SCHEDULES, accuracy, check_labels, check_loader, class_weights, lr_scheduler, progress
 from .validation import FLAG, POSITIVE_FLOAT, POSITIVE_INT, NONNEGATIVE_INT, SEED, InstanceOf, Options, \
     validate_params
@@ -213,7 +213,7 @@ class InversionTrainer:
         self.classifier.to(self.device)
         if self.channels_last:
             to_channels_last(self.classifier)
-        self._check_outputs(x)
+        check_garbage_outputs(self.classifier, x[:2].to(self.device), self.num_classes)
         self.garbage.to(self.device)  # builds the report generator now, from the seeded global RNG
         self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
         self.scheduler = lr_scheduler(self.optimizer, self.lr_schedule, self.pretrain_epochs + self.epochs)
@@ -221,15 +221,6 @@ class InversionTrainer:
         self.history, self.train_loader = [], loader
         return distributed.wrap(distributed.FeaturesAndLogits(self.classifier) if self.garbage.novelty
                                 else self.classifier, self.device)
-
-    def _check_outputs(self, x: Tensor) -> None:
-        self.classifier.eval()
-        with torch.inference_mode():
-            out = self.classifier(x[:2].to(self.device))
-        if out.dim() != 2 or out.shape[1] != self.num_classes + 1:
-            raise InvalidArgumentError(
-                f"the classifier returns {tuple(out.shape[1:])} outputs but needs {self.num_classes + 1} "
-                f"({self.num_classes} ID classes + 1 garbage); build it with num_outputs={self.num_classes + 1}")
 
     def _count_labels(self, loader: Iterable) -> Tensor:
         """Images per ID class (one pass over the loader), checking every label once."""

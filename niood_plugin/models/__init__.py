@@ -14,7 +14,7 @@ from torch import nn
 from ..registry import Registry
 from ..validation import InstanceOf, validate_params
 
-from .protocol import FeatureClassifier, check_feature_classifier
+from .protocol import FeatureClassifier, check_feature_classifier, check_garbage_outputs
 from .layout import as_channels_last, to_channels_last
 from .restrict import DropOutput, head_linear, last_linear
 from .report import (ARCH_CONSTRAINTS, CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
@@ -105,6 +105,6 @@ def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
 __all__ = [
     "CLASSIFIERS", "CONDITIONINGS", "DropOutput", "GENERATORS", "FeatureClassifier", "head_linear", "last_linear", "Report28Classifier", "Report28Generator",
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
-    "build_generator", "check_feature_classifier", "cifar_resnet", "resnet10_cifar", "resnet18_cifar", "generator_for_shape", "list_classifiers",
+    "build_generator", "check_feature_classifier", "check_garbage_outputs", "cifar_resnet", "resnet10_cifar", "resnet18_cifar", "generator_for_shape", "list_classifiers",
     "list_generators", "register_classifier", "register_generator", "as_channels_last", "to_channels_last",
 ]

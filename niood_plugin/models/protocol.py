@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
-from ..errors import InvalidTypeError
+
+from ..errors import InvalidArgumentError, InvalidTypeError
 
 
 @runtime_checkable
@@ -44,3 +46,15 @@ def check_feature_classifier(model: object) -> None:
             "niood_plugin.models.TimmClassifier / implement the two methods."
         )
 
+
+
+def check_garbage_outputs(model: nn.Module, x: Tensor, num_classes: int) -> None:
+    """Raise unless ``model`` gives K + 1 logits (K ID classes and the garbage class) for the
+    batch ``x`` (two images are enough; run in eval mode, nothing is learned)."""
+    model.eval()
+    with torch.inference_mode():
+        out = model(x[:2])
+    if out.dim() != 2 or out.shape[1] != num_classes + 1:
+        raise InvalidArgumentError(
+            f"the classifier returns {tuple(out.shape[1:])} outputs but needs {num_classes + 1} "
+            f"({num_classes} ID classes + 1 garbage); build it with num_outputs={num_classes + 1}")
