@@ -78,6 +78,8 @@ class Measure(Callback):
     :param seed: draws the fixed noise; ``None``: the trainer's seed + 1
     """
 
+    all_ranks = True  # every rank's history holds the same figures
+
     def __init__(self, per_class: int = 10, seed: Optional[int] = None):
         validate_params({"per_class": per_class}, {"per_class": POSITIVE_INT}, "Measure")
         self.per_class, self.seed = per_class, seed

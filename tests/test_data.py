@@ -451,7 +451,7 @@ def test_tinyimagenet_flat_unlabeled(tmp_path):
 def test_registry_and_status(tmp_path, monkeypatch):
     names = D.list_datasets()
     assert set(names) == {"mnist", "fashionmnist", "cifar10", "svhn", "cifar100", "cifar10-jpeg",
-                          "tinyimagenet", "textures", "places365", "gaussian", "uniform", "synthetic"}
+                          "tinyimagenet", "tinyimagenet-val", "tinyimagenet-test", "textures", "places365", "gaussian", "uniform", "synthetic"}
     for n in names:
         st = D.dataset_status(n, tmp_path)
         assert set(st) >= {"present", "looked_in", "how_to_get", "source", "lossy"}

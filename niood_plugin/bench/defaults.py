@@ -6,10 +6,12 @@ from typing import Any, Optional
 __all__ = ["DEFAULT_WIDTH", "WIDTH_ARGUMENT", "id_defaults"]
 
 #: Base width of each classifier when ``width`` is not given (None: the model has no width argument).
+#: ``airnet``: the first group's width w (groups w, 4w, 4w; 64 is the paper's 64/256/256).
 DEFAULT_WIDTH: dict[Optional[str], Optional[int]] = {"report28": 32, "report32": 32, "resnet10-cifar": 16,
-                                                     "resnet18-cifar": 16}
+                                                     "resnet18-cifar": 16, "airnet": 64}
 #: Keyword argument that takes the base width, by classifier.
-WIDTH_ARGUMENT = {"report28": "ncf", "report32": "ncf", "resnet10-cifar": "width", "resnet18-cifar": "width"}
+WIDTH_ARGUMENT = {"report28": "ncf", "report32": "ncf", "resnet10-cifar": "width", "resnet18-cifar": "width",
+                  "airnet": "width"}
 
 
 def id_defaults(dataset: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import torch
 from ..registry import Registry
 from ..validation import Boolean, InstanceOf, Interval, Options, validate_params
 from .generated import SYNTHETIC_SHAPE, generate
-from .images import ImageFolderSource
+from .images import ImageFolderSource, Part
 from .source import SPLITS, DatasetSpec
 from .storage import PathLike, log, resolve_root
 from .tensors import IMAGE_SHAPE, SEED, TensorData, subset_indices, u8_to_float
@@ -30,6 +30,7 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 ALIASES = {"fashion-mnist": "fashionmnist", "fashion_mnist": "fashionmnist", "fmnist": "fashionmnist",
            "cifar-10": "cifar10", "cifar-100": "cifar100", "cifar10_jpeg": "cifar10-jpeg",
            "cifar10jpeg": "cifar10-jpeg", "tiny-imagenet": "tinyimagenet", "tiny_imagenet": "tinyimagenet",
+           "tiny-imagenet-val": "tinyimagenet-val", "tiny-imagenet-test": "tinyimagenet-test",
            "dtd": "textures", "places": "places365", "places-365": "places365"}
 
 
@@ -42,6 +43,11 @@ _IDX_HINT = ("put the IDX files (*-ubyte or *-ubyte.gz) in {root}/%s/raw/ or {ro
              "%s/*-ubyte.gz) in {root}; behind a registry-only mirror benchmarks/get_data.sh fetches them from %s; "
              "online, load with download=True and torchvision downloads them")
 _ONLINE_HINT = "run once online (download=True) so torchvision downloads it into {root}%s (no offline copy here)"
+#: Size of the Tiny ImageNet validation part (``tinyimagenet-val``) and the seed that picks it;
+#: ``tinyimagenet-test`` is the rest.  Independent of ``load_dataset``'s seed and limit.
+TINY_VAL_SIZE = 2_000
+TINY_SPLIT_SEED = 0
+_TINY_HINT = "put tinyimagenet-test.tar.gz (unpacks to tinyimagenet/test/images/*.JPEG) in {root}"
 _CIFAR10_JPEG = DatasetSpec(
     "cifar10-jpeg", "CIFAR-10 as an ImageFolder of JPEGs (lossy, about quality 75)", (3, 32, 32), 10, False, SPLITS,
     "cifar10-jpeg", "cifar10-jpeg.tar.gz", lossy=True, source=ImageFolderSource(
@@ -67,8 +73,16 @@ for _spec in (
     _CIFAR10_JPEG,
     DatasetSpec("tinyimagenet", "Tiny ImageNet test images, unlabeled (OOD use)", (3, 64, 64), None, False,
                 ("test",), "tinyimagenet", "tinyimagenet-test.tar.gz", lossy=True, source=ImageFolderSource(
-                    "put tinyimagenet-test.tar.gz (unpacks to tinyimagenet/test/images/*.JPEG) in {root}",
-                    layout="flat")),
+                    _TINY_HINT, layout="flat")),
+    DatasetSpec("tinyimagenet-val", f"Tiny ImageNet test images, validation part: {TINY_VAL_SIZE:,} of the 10,000, "
+                f"fixed (a permutation seeded {TINY_SPLIT_SEED} of the sorted files); for choosing recipes, never "
+                "reported", (3, 64, 64), None, False, ("test",), "tinyimagenet", "tinyimagenet-test.tar.gz",
+                lossy=True, source=ImageFolderSource(_TINY_HINT, layout="flat",
+                                                     part=Part("val", TINY_VAL_SIZE, TINY_SPLIT_SEED))),
+    DatasetSpec("tinyimagenet-test", "Tiny ImageNet test images, test part: the 8,000 not in tinyimagenet-val "
+                "(for reporting)", (3, 64, 64), None, False, ("test",), "tinyimagenet",
+                "tinyimagenet-test.tar.gz", lossy=True, source=ImageFolderSource(
+                    _TINY_HINT, layout="flat", part=Part("test", TINY_VAL_SIZE, TINY_SPLIT_SEED))),
     DatasetSpec("textures", "Describable Textures (DTD) test split, partition 1 (1,880 images), shorter side resized "
                 "and center-cropped to 64x64, unlabeled (OOD use; torchvision, online only)", (3, 64, 64), None, False,
                 ("test",), "dtd", lossy=True, source=WebImageSource(

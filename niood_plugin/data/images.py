@@ -1,19 +1,71 @@
 """Image-file sets (the CIFAR-10 JPEG copy, Tiny ImageNet test): torchvision's ``ImageFolder``
 lists them, :func:`~niood_plugin.data.decode.cached_decode` decodes them once and caches the
-uint8 tensors as ``.pt``."""
+uint8 tensors as ``.pt``.
+
+A source may serve one :class:`Part` of a folder's images: a fixed validation part of ``size``
+images, or the rest (the test part), picked by a ``torch.randperm`` seeded with ``seed`` over the
+sorted file list.  Exact duplicates (identical decoded pixels: Tiny ImageNet's test images hold
+two such pairs) always fall in the same part, so no image is in both.  The part depends only on
+the files (not on ``load_dataset``'s ``seed`` or ``limit``, which subset within the part), and
+both parts share the folder's decoded cache."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
+
+import torch
 
 from ..errors import DataFormatError
 from .decode import cached_decode
 from .source import Loaded, Source
 from .storage import log, safe_extract, unpack_root
 
-__all__ = ["ImageFolderSource"]
+__all__ = ["ImageFolderSource", "Part", "part_indices"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """``which="val"``: ``size`` images of a folder chosen by a permutation seeded with ``seed``;
+    ``which="test"``: the others."""
+
+    which: str
+    size: int
+    seed: int
+
+
+def part_indices(n: int, part: Part, where: object = "the folder",
+                 keys: Optional[Sequence[Hashable]] = None) -> list[int]:
+    """The indices (increasing) of ``part`` among ``n`` sorted files.  The validation part is the
+    first ``part.size`` entries of ``torch.randperm(n)`` seeded with ``part.seed``; with ``keys``
+    (one per file, equal for duplicates) it takes whole groups of equal keys, in the order the
+    permutation first reaches them, passing over a group that would exceed ``part.size``."""
+    if n <= part.size:
+        raise DataFormatError(f"{where}: {n} images, but its validation part alone takes {part.size}; "
+                              "use the complete archive")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(part.seed)).tolist()
+    if keys is None:
+        val = set(perm[:part.size])
+    else:
+        groups: dict[Hashable, list[int]] = {}
+        for i, k in enumerate(keys):
+            groups.setdefault(k, []).append(i)
+        val, seen = set(), set()
+        for i in perm:
+            if len(val) == part.size:
+                break
+            if keys[i] not in seen:
+                seen.add(keys[i])
+                if len(val) + len(groups[keys[i]]) <= part.size:
+                    val.update(groups[keys[i]])
+    return [i for i in range(n) if (i in val) == (part.which == "val")]
+
+
+def _pixel_keys(x: torch.Tensor) -> list[bytes]:
+    return [hashlib.blake2b(img.numpy().tobytes(), digest_size=16).digest() for img in x]
 
 
 def _natural_key(s: str) -> list:
@@ -24,11 +76,12 @@ class ImageFolderSource(Source):
     """``<root>/<dirname>/<split>/<class>/*.jpg`` (``layout="classes"``, an ImageFolder) or
     ``<root>/<dirname>/<split>/images/*`` (``layout="flat"``, unlabeled), or the archive
     ``<root>/<archive>`` that unpacks to it.  Decoded once per split, cached as
-    ``<root>/<dirname>/<split>.pt``."""
+    ``<root>/<dirname>/<split>.pt``; with ``part``, only that :class:`Part` of the files."""
 
-    def __init__(self, hint: str, layout: str = "classes"):
+    def __init__(self, hint: str, layout: str = "classes", part: Optional[Part] = None):
         super().__init__(hint)
         self.layout = layout
+        self.part = part
 
     def _split_dir(self, folder: Path, split: str) -> Path:
         return folder / split / "images" if self.layout == "flat" else folder / split
@@ -87,4 +140,7 @@ class ImageFolderSource(Source):
         if not rel:
             raise DataFormatError(f"{base}: no images found")
         x, y = cached_decode(base, rel, labels, classes, folder / f"{split}.pt")
+        if self.part is not None:
+            idx = torch.tensor(part_indices(len(rel), self.part, base, keys=_pixel_keys(x)))
+            x, y = x[idx], y[idx]
         return x, y, (classes or None)

@@ -3,6 +3,7 @@
 >>> clf = build_classifier("report28", num_outputs=11, in_channels=1)   # K+1 = 11 logits
 >>> gen = build_generator("report28", num_outputs=11, nz=100, out_channels=1)   # conditioned on K+1
 >>> clf = build_classifier("resnet18-cifar", num_outputs=11, in_channels=3, width=16)  # 32x32
+>>> clf = build_classifier("airnet", num_outputs=11, in_channels=3, width=32)  # 32/128/128, then init_whitening
 >>> clf = build_classifier("resnet18", num_outputs=11, in_channels=3)   # any timm name
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .report import (ARCH_CONSTRAINTS, CONDITIONINGS, Report28Classifier, Report
                      Report32Generator)
 from .timm_adapter import TimmClassifier
 from .cifar_resnet import cifar_resnet, resnet10_cifar, resnet18_cifar
+from .airnet import AirNet, airnet, init_whitening
 from ..errors import InvalidArgumentError
 
 _BUILD_CONSTRAINTS = {"name": [InstanceOf(str, "a registered or timm model name (str)")],
@@ -32,6 +34,7 @@ CLASSIFIERS.register("report28", Report28Classifier)
 CLASSIFIERS.register("report32", Report32Classifier)
 CLASSIFIERS.register("resnet10-cifar", resnet10_cifar)
 CLASSIFIERS.register("resnet18-cifar", resnet18_cifar)
+CLASSIFIERS.register("airnet", airnet)
 GENERATORS.register("report28", Report28Generator)
 GENERATORS.register("report32", Report32Generator)
 
@@ -103,8 +106,9 @@ def generator_for_shape(image_shape: tuple[int, int, int]) -> str:
 
 
 __all__ = [
-    "CLASSIFIERS", "CONDITIONINGS", "DropOutput", "GENERATORS", "FeatureClassifier", "head_linear", "last_linear", "Report28Classifier", "Report28Generator",
+    "AirNet", "CLASSIFIERS", "CONDITIONINGS", "DropOutput", "GENERATORS", "FeatureClassifier", "head_linear", "last_linear", "Report28Classifier", "Report28Generator",
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
     "build_generator", "check_feature_classifier", "check_garbage_outputs", "cifar_resnet", "resnet10_cifar", "resnet18_cifar", "generator_for_shape", "list_classifiers",
     "list_generators", "register_classifier", "register_generator", "as_channels_last", "to_channels_last",
+    "airnet", "init_whitening",
 ]
