@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..files import atomic_savefig, writes_into
 from ..validation import Interval, Options, check_param
 from .config import BenchConfig
+from .detectors import chosen
 from ..training import accuracy
 from .report import code_line, md_table, render_csv, write_results
 from .lock import hold_folder
@@ -135,7 +136,7 @@ def _attack(cfg: BenchConfig, start: str, norm: str, eps_list: list[float], step
 
     total = time.perf_counter() - t_start
     payload = {
-        "kind": "attack", "command": command, "config": cfg.to_dict(),
+        "kind": "attack", "command": command, "config": {**cfg.to_dict(), "detectors": chosen(cfg.detectors)},
         "attack": {"start": start, "norm": norm, "eps": eps_list, "steps": steps, "lr": lr, "n_attacked": n,
                    "adaptive": adaptive, "target": "garbage-aware UE score" if adaptive else "penultimate features",
                    "models": str(models.cache_dir)},

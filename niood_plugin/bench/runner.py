@@ -29,7 +29,7 @@ from ..suites import SUITES, load_suite
 from . import plots
 from .feature_plots import feature_space
 from .config import BenchConfig, check
-from .detectors import DETECTORS, build, check_named, for_method, left_out
+from .detectors import DETECTORS, build, check_named, chosen, for_method, left_out
 from .evaluate import ood_metrics, represent, score
 from ..training import accuracy
 from .methods import METHODS, MethodContext, cache_key, list_methods, obtain
@@ -264,7 +264,9 @@ def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float,
     timings["total_s"] = time.perf_counter() - t_start
     timings["peak_rss_mb"] = peak_rss_mb()
     payload = {
-        "kind": "run", "command": command, "config": cfg.to_dict(), "environment": environment(device),
+        "kind": "run", "command": command,
+        "config": {**cfg.to_dict(), "detectors": chosen(cfg.detectors)},  # a list, the default's too
+        "environment": environment(device),
         "timings": timings, "id_accuracy": methods_info[cfg.methods[0]]["id_accuracy"], "methods": methods_info,
         "results": results, "notes": _notes(cfg, data), "ood_groups": data.groups,
         "provenance": provenance("run", argv, cfg.seed, device, started, timings["total_s"], code),
