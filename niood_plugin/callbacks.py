@@ -166,10 +166,13 @@ def signature(trainer: "InversionTrainer") -> str:
 
 
 def trainer_state(trainer: "InversionTrainer") -> dict[str, Any]:
-    """Everything a resumed run needs: weights, optimiser, schedule, garbage, RNG, history."""
+    """Everything a resumed run needs: weights, optimiser, schedule (per batch or per epoch), the
+    recipe's Lookahead weights (when it has them), garbage, RNG, history."""
+    optim = trainer.optimisation
     return {
         "classifier": trainer.classifier.state_dict(), "garbage": trainer.garbage.state_dict(),
-        "classifier_opt": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+        "classifier_opt": optim.optimizer.state_dict(), "scheduler": optim.scheduler.state_dict(),
+        **({} if optim.lookahead is None else {"lookahead": optim.lookahead.state_dict()}),
         "class_counts": trainer.class_counts_, "class_means": trainer.class_means_, "torch_rng": torch.get_rng_state(),
         # one process: every GPU's state; several: each rank's own GPU (Checkpoint's "ranks")
         "cuda_rng": torch.stack(torch.cuda.get_rng_state_all())
@@ -181,8 +184,11 @@ def trainer_state(trainer: "InversionTrainer") -> dict[str, Any]:
 def _load_trainer_state(trainer: "InversionTrainer", state: dict[str, Any]) -> None:
     trainer.classifier.load_state_dict(state["classifier"])
     trainer.garbage.load_state_dict(state["garbage"])
-    trainer.optimizer.load_state_dict(state["classifier_opt"])
-    trainer.scheduler.load_state_dict(state["scheduler"])
+    optim = trainer.optimisation
+    optim.optimizer.load_state_dict(state["classifier_opt"])
+    optim.scheduler.load_state_dict(state["scheduler"])
+    if optim.lookahead is not None:
+        optim.lookahead.load_state_dict(state["lookahead"])
     trainer.class_counts_, trainer.class_means_ = state["class_counts"], state["class_means"]
     torch.set_rng_state(state["torch_rng"])
     if trainer.device.type == "cuda" and state["cuda_rng"].numel():

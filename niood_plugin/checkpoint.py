@@ -138,8 +138,9 @@ def _plain_value(value: Any) -> Any:
 @dataclass
 class PlainRun:
     """What a checkpoint of :func:`~niood_plugin.training.train_plain` holds and restores: the
-    model, the objective's own parameters, the optimiser and the schedule (the same on every
-    rank), the history, and each rank's own states: random states (torch, CUDA, the loader's
+    model, the objective's own parameters, the optimiser, the schedule (stepped per batch or per
+    epoch) and the recipe's :class:`~niood_plugin.recipes.Lookahead` weights, if any (the same on
+    every rank), the history, and each rank's own states: random states (torch, CUDA, the loader's
     generator) and the objective's state (e.g. VOS's feature queues, filled from that rank's
     shard)."""
 
@@ -150,6 +151,7 @@ class PlainRun:
     scheduler: Any
     loader: Iterable
     device: torch.device
+    lookahead: Any = None
 
     def signature(self, input_shape: Sequence[int], **settings: Any) -> str:
         """A hash of what sets the training: ``settings`` (epochs, learning rate, schedule, ...),
@@ -181,6 +183,8 @@ class PlainRun:
             state = {"model": self.model.state_dict(), "extra_params": [p.detach() for p in self.extra_params],
                      "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "ranks": ranks, "history": json.dumps(history, default=_plain_value)}
+            if self.lookahead is not None:
+                state["lookahead"] = self.lookahead.state_dict()
             save(path, epoch, signature, state, self.loader, len(ranks), format=PLAIN_FORMAT)
 
     def resume(self, path: "str | os.PathLike[str]", signature: str) -> list[dict[str, Any]]:
@@ -196,6 +200,8 @@ class PlainRun:
                 self.objective.load_state_dict(own["objective"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            if self.lookahead is not None:
+                self.lookahead.load_state_dict(state["lookahead"])
             set_rank_rng_state(own, self.loader, self.device)
             history = json.loads(state["history"])
         except (RuntimeError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:

@@ -222,6 +222,8 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--detectors", multiple=True, help="Detector(s), comma-separated (default: every detector that applies "
                                                  "to each method; `niood-bench list` names them).")
 @click.option("--epochs", type=int, help="Training epochs (default: the preset's).")
+@click.option("--classifier", help="Classifier every method trains (default: by ID geometry; `niood-bench list`).")
+@click.option("--width", type=int, help="Base width of the classifier (default: the classifier's).")
 @click.option("--preset", help="Hyperparameter preset (default: fast for 28x28 sets, cifar for 32x32 RGB), report, smoke, ...")
 @click.option("--data-root", envvar="NIOOD_DATA",
               help="Where datasets are looked for [env NIOOD_DATA; default ~/.cache/niood/data].")
@@ -234,8 +236,8 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--resume", is_flag=True, help="Continue an interrupted training from its last epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines; print the table only.")
 @_handle_errors
-def run(config_file, id_, ood, suite, methods, detectors, epochs, preset, data_root, out, device, seed, train_limit,
-        test_limit, sets, resume, quiet) -> None:
+def run(config_file, id_, ood, suite, methods, detectors, epochs, classifier, width, preset, data_root, out, device,
+        seed, train_limit, test_limit, sets, resume, quiet) -> None:
     """Train each method once, score it with every detector, write tables and plots.
 
     Under torchrun (`torchrun --nproc-per-node N -m niood_plugin.cli run ...`) every process
@@ -247,7 +249,8 @@ def run(config_file, id_, ood, suite, methods, detectors, epochs, preset, data_r
     quiet = quiet or (distributed.launched() and os.environ["RANK"] != "0")  # one rank talks
     _setup_logging(quiet)
     flags = {"id": id_, "ood": _csv(ood), "suite": suite, "methods": _csv(methods), "detectors": _csv(detectors),
-             "epochs": epochs, "preset": preset, "data_root": data_root, "out": out, "device": device,
+             "epochs": epochs, "classifier": classifier, "width": width, "preset": preset, "data_root": data_root,
+             "out": out, "device": device,
              "seed": seed, "train_limit": train_limit, "test_limit": test_limit}
     cfg = _config(config_file, flags, sets)
     command, argv = _command_line()

@@ -6,6 +6,9 @@ The classes' own defaults are our recommendation; a preset changes only what it 
 * ``recommended``: the defaults as they are (10 epochs);
 * ``fast``: 4 epochs, for the default ``niood-bench run`` (10-minute budget);
 * ``cifar``: 11 epochs (12 passes over the ID data with pre-training), for 32x32 RGB sets;
+* ``airbench``: the ``"airbench"`` optimisation recipe (:mod:`~niood_plugin.recipes`: Nesterov
+  SGD per batch, label smoothing, Lookahead) at the paper's batch size 1,024, 1 + 9 passes
+  (airbench94 trains 9.9 epochs), for the ``airnet`` backbone;
 * ``report-<dataset>``: the report's own settings (section 10);
 * ``smoke``: tiny, for tests.
 
@@ -25,6 +28,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .garbage import GarbageSampler
+from .recipes import resolve_lr
 from .registry import Registry
 from .trainer import InversionTrainer
 from .validation import POSITIVE_INT, validate_params
@@ -87,9 +91,12 @@ class Preset:
         return trainer["pretrain_epochs"] + trainer["epochs"]
 
     def to_dict(self) -> dict[str, Any]:
-        """Every setting, the classes' defaults filled in (for records and cache keys)."""
-        return {"garbage": {**_defaults(GarbageSampler), **self.garbage},
-                "trainer": {**_defaults(InversionTrainer), **self.trainer}, "batch_size": self.batch_size}
+        """Every setting, the classes' defaults filled in (for records and cache keys); ``lr``:
+        the recipe's default when the preset names none."""
+        trainer = {**_defaults(InversionTrainer), **self.trainer}
+        trainer["lr"] = resolve_lr(trainer["recipe"], trainer["lr"])
+        return {"garbage": {**_defaults(GarbageSampler), **self.garbage}, "trainer": trainer,
+                "batch_size": self.batch_size}
 
     def digest(self, **extra: Any) -> str:
         blob = json.dumps({**self.to_dict(), **extra}, sort_keys=True, default=str)
@@ -123,6 +130,8 @@ _REPORT_TRAINER = dict(epochs=20, lr=1e-4, lr_schedule="constant")
 PRESETS.register("recommended", Preset())
 PRESETS.register("fast", Preset(trainer=dict(epochs=4)))
 PRESETS.register("cifar", Preset(trainer=dict(epochs=11)))
+# airbench94's recipe (Jordan 2024, arXiv:2404.00498): batch 1,024, ~10 passes; lr: the recipe's (11.5 per 1,024)
+PRESETS.register("airbench", Preset(trainer=dict(recipe="airbench", epochs=9, pretrain_epochs=1), batch_size=1024))
 PRESETS.register("report-mnist", Preset(_REPORT_GARBAGE, _REPORT_TRAINER, batch_size=32))
 PRESETS.register("report-fashionmnist", Preset(_REPORT_GARBAGE, _REPORT_TRAINER, batch_size=32))
 PRESETS.register("report-cifar10", Preset(dict(_REPORT_GARBAGE, gamma=100.0), dict(_REPORT_TRAINER, epochs=41),

@@ -30,7 +30,8 @@ from .devices import resolve_device
 from .errors import InvalidArgumentError
 from .garbage import GarbageSampler
 from .models import as_channels_last, check_feature_classifier, check_garbage_outputs, to_channels_last
-from .training import LR_SCHEDULES, accuracy, check_labels, check_loader, class_weights, lr_scheduler, progress
+from .recipes import RECIPE, Optimisation, build_optimisation, resolve_lr
+from .training import LR_SCHEDULES, accuracy, check_labels, check_loader, class_weights, progress
 from .validation import FLAG, POSITIVE_FLOAT, POSITIVE_INT, NONNEGATIVE_INT, SEED, InstanceOf, Options, \
     validate_params
 
@@ -53,8 +54,9 @@ class InversionTrainer:
         their parameters (:class:`~niood_plugin.GarbageSampler`)
     :param epochs: inversion + retraining epochs after pre-training
     :param pretrain_epochs: epochs on ID data + noise before the first inversion
-    :param lr: Adam learning rate of the classifier
-    :param lr_schedule: ``"cosine"`` or ``"constant"``, per epoch over all the epochs
+    :param lr: the classifier's learning rate, in the recipe's unit; ``None``: the recipe's default
+    :param lr_schedule: ``"cosine"`` or ``"constant"``, per epoch over all the epochs (recipe ``"adam"``)
+    :param recipe: optimiser, schedule, label smoothing: ``"adam"``, ``"airbench"`` (:mod:`~niood_plugin.recipes`)
     :param weighted_ce: class-balanced cross-entropy, the garbage counted as one class (report 3.2)
     :param device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     :param seed: seeds torch's global RNG (dropout) before training
@@ -66,26 +68,25 @@ class InversionTrainer:
 
     _parameter_constraints = {
         "classifier": [InstanceOf(nn.Module)], "garbage": [InstanceOf(GarbageSampler)],
-        "epochs": POSITIVE_INT, "pretrain_epochs": NONNEGATIVE_INT, "lr": POSITIVE_FLOAT,
-        "lr_schedule": [Options(*LR_SCHEDULES)], "weighted_ce": FLAG, "seed": SEED, "progress": FLAG,
-        "channels_last": FLAG,
+        "epochs": POSITIVE_INT, "pretrain_epochs": NONNEGATIVE_INT, "lr": [*POSITIVE_FLOAT, None],
+        "lr_schedule": [Options(*LR_SCHEDULES)], "recipe": RECIPE, "weighted_ce": FLAG, "seed": SEED,
+        "progress": FLAG, "channels_last": FLAG,
     }
     #: the parameters of the method (what a checkpoint and a cache key must agree on)
-    hyperparameters = ("epochs", "pretrain_epochs", "lr", "lr_schedule", "weighted_ce", "seed")
+    hyperparameters = ("epochs", "pretrain_epochs", "lr", "lr_schedule", "recipe", "weighted_ce", "seed")
 
     def __init__(self, classifier: nn.Module, garbage: GarbageSampler, *, epochs: int = 10, pretrain_epochs: int = 1,
-                 lr: float = 3e-3, lr_schedule: str = "cosine", weighted_ce: bool = True,
-                 device: "str | torch.device" = "cpu", seed: int = 0, callbacks: Sequence[Callback] = (Measure(),),
-                 progress: bool = True, channels_last: bool = True):
+                 lr: Optional[float] = None, lr_schedule: str = "cosine", recipe: str = "adam",
+                 weighted_ce: bool = True, device: "str | torch.device" = "cpu", seed: int = 0,
+                 callbacks: Sequence[Callback] = (Measure(),), progress: bool = True, channels_last: bool = True):
         params = {k: v for k, v in locals().items() if k in self._parameter_constraints}
         validate_params(params, self._parameter_constraints, "InversionTrainer")
         check_feature_classifier(classifier)
-        vars(self).update(params)
+        vars(self).update(params, lr=resolve_lr(recipe, lr))
         self.callbacks = list(callbacks)
         self.device = resolve_device(device)
         self.history: list[dict[str, Any]] = []
-        self.optimizer: Optional[torch.optim.Optimizer] = None  # set by fit
-        self.scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None
+        self.optimisation: Optional[Optimisation] = None  # set by fit: optimiser, schedule, Lookahead
         self.class_counts_: Optional[Tensor] = None  # images per ID class (fit)
         self.class_means_: Optional[Tensor] = None  # normalised ID feature means, for the novelty term
         self.train_loader: Optional[Iterable] = None
@@ -152,9 +153,9 @@ class InversionTrainer:
         """One epoch on ID + garbage: every ID batch with its share of the shuffled garbage (and
         its negatives when they are on this epoch): the own-loop example's epoch."""
         k, dev, garbage = self.num_classes, self.device, self.garbage
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr, optim = self.optimisation.lr, self.optimisation
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):  # DistributedSampler: a new order per pass
-            loader.sampler.set_epoch(self.scheduler.last_epoch)
+            loader.sampler.set_epoch(optim.epochs_done)
         weight = None
         if self.weighted_ce:  # balanced over the K ID classes and all the garbage as one class
             n_garbage = len(garbage) + garbage.negatives_count(epoch, int(self.class_counts_.sum()))
@@ -175,14 +176,14 @@ class InversionTrainer:
                 means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())
             else:
                 logits = model(xb)
-            loss = F.cross_entropy(logits, yb, weight=weight)
-            self.optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(logits, yb, weight=weight, label_smoothing=optim.label_smoothing)
+            optim.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            optim.step()  # and, per-step recipes, the schedule and Lookahead
             pred, nid = logits.detach().argmax(1), x.shape[0]
             sums += torch.tensor([float(loss.detach()) * xb.shape[0], int((pred[:nid] == yb[:nid]).sum()), nid,
                                   int((pred[nid:] == k).sum()), g.shape[0]], dtype=torch.float64)
-        self.scheduler.step()
+        optim.end_epoch()
         self.classifier.eval()
         distributed.average_buffers(self.classifier)  # per-rank BatchNorm statistics -> one model
         loss_sum, id_correct, id_seen, g_correct, g_seen = distributed.all_reduce_sum(sums.tolist())
@@ -215,8 +216,9 @@ class InversionTrainer:
             to_channels_last(self.classifier)
         check_garbage_outputs(self.classifier, x[:2].to(self.device), self.num_classes)
         self.garbage.to(self.device)  # builds the report generator now, from the seeded global RNG
-        self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
-        self.scheduler = lr_scheduler(self.optimizer, self.lr_schedule, self.pretrain_epochs + self.epochs)
+        self.optimisation = build_optimisation(  # the ID batch sets the recipe's batch size; garbage is added to it
+            self.recipe, self.classifier, steps_per_epoch=len(loader), epochs=self.pretrain_epochs + self.epochs,
+            batch_size=x.shape[0] * distributed.world_size(), lr=self.lr, lr_schedule=self.lr_schedule)
         self.class_counts_ = self.class_means_ = None
         self.history, self.train_loader = [], loader
         return distributed.wrap(distributed.FeaturesAndLogits(self.classifier) if self.garbage.novelty

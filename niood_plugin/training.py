@@ -22,7 +22,7 @@ from .errors import InvalidArgumentError, InvalidTypeError
 log = logging.getLogger(__name__)
 
 __all__ = ["lr_scheduler", "train_plain", "cross_entropy_objective", "Objective", "accuracy", "class_weights", "progress", "check_loader",
-           "first_batch", "xy_pair", "check_labels", "check_image_shape", "LR_SCHEDULES"]
+           "first_batch", "xy_pair", "check_labels", "check_image_shape", "LR_SCHEDULES", "SmoothedCrossEntropy"]
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -85,6 +85,21 @@ def cross_entropy_objective(model: nn.Module, x: Tensor, y: Tensor, epoch: int) 
     return F.cross_entropy(logits, y), logits
 
 
+class SmoothedCrossEntropy:
+    """The plain objective with label smoothing (what :func:`train_plain` uses in place of
+    :func:`cross_entropy_objective` when its recipe smooths labels)."""
+
+    def __init__(self, label_smoothing: float):
+        self.label_smoothing = float(label_smoothing)
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
+        logits = model(x)
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
+
+    def get_params(self) -> dict[str, float]:
+        return {"label_smoothing": self.label_smoothing}
+
+
 class _ObjectiveStep(nn.Module):
     """``objective(model, x, y, epoch)`` as one module holding the model and the objective's own
     parameters: what :class:`~torch.nn.parallel.DistributedDataParallel` wraps."""
@@ -99,18 +114,23 @@ class _ObjectiveStep(nn.Module):
         return self._objective[0](self.model, x, y, epoch)
 
 
-def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, device: torch.device | str,
+def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: Optional[float], device: torch.device | str,
                 progress_bar: bool = False, val_loader: Optional[Iterable] = None, lr_schedule: str = "constant",
                 channels_last: bool = False, name: str = "standard",
                 on_epoch_end: Optional[Callable[[nn.Module, dict[str, Any]], None]] = None,
                 objective: Objective = cross_entropy_objective,
                 extra_params: Iterable[nn.Parameter] = (),
                 checkpoint: "Optional[str | os.PathLike[str]]" = None,
-                resume: "Optional[str | os.PathLike[str]]" = None) -> list[dict[str, Any]]:
-    """Training with Adam and the per-epoch schedule of :func:`lr_scheduler`: plain cross-entropy,
+                resume: "Optional[str | os.PathLike[str]]" = None, recipe: str = "adam") -> list[dict[str, Any]]:
+    """Training with the optimisation ``recipe`` (a name in :data:`~niood_plugin.recipes.RECIPES`;
+    ``"adam"``: Adam and the per-epoch ``lr_schedule`` of :func:`lr_scheduler`): plain cross-entropy,
     or any ``objective(model, x, y, epoch) -> (loss, logits)`` (e.g. LogitNorm, VOS), whose own
     parameters (``extra_params``) are trained along; ``on_epoch_end(model, entry)`` is called
-    after each epoch with its history entry.
+    after each epoch with its history entry (``lr``: the learning rate the epoch started with).
+
+    ``lr`` is in the recipe's unit (``"airbench"``: per 1,024 examples); ``None``: the recipe's
+    default.  A recipe's label smoothing applies to the plain cross-entropy objective only (an
+    objective of its own, such as LogitNorm's or VOS's, computes its own loss).
 
     The loader's first batch is checked before training (a loader of ``(x, y)`` tensor pairs,
     a non-empty first batch of finite float32 inputs, integer labels within the model's
@@ -118,11 +138,12 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
 
     ``checkpoint``: a file written atomically after every epoch (after ``on_epoch_end``;
     ``{epoch}`` in the name keeps one file per epoch), holding the model, ``extra_params``,
-    the optimiser, the schedule, the history, the objective's ``state_dict()`` when it has one
+    the optimiser, the schedule (per batch or per epoch), the recipe's Lookahead weights when it
+    has them, the history, the objective's ``state_dict()`` when it has one
     (VOS's feature queues) and the random states (torch, CUDA, the loader's generator).
     ``resume``: such a file to continue from, after its last complete epoch; with the same
     arguments the result is the model an uninterrupted run gives.  A checkpoint of other
-    settings (epochs, learning rate, schedule, objective, model, input shape, batches per epoch)
+    settings (epochs, recipe, learning rate, schedule, objective, model, input shape, batches per epoch)
     or of another number of processes is refused with a
     :class:`~niood_plugin.errors.CheckpointError`.
 
@@ -134,23 +155,30 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
     calls ``on_epoch_end`` and writes the checkpoint (with every rank's own random states and
     objective state)."""
     from . import checkpoint as checkpoints, distributed
+    from .recipes import RECIPE, build_optimisation, resolve_lr
+    from .validation import check_param
 
+    check_param("recipe", recipe, RECIPE, "train_plain")
+    lr = resolve_lr(recipe, lr)
     device = torch.device(device)
     x0 = _check_plain_loader(loader, model, device, channels_last)
     distributed.check_sharded(loader, "train_plain")
     if checkpoint is not None:
         checkpoints.check_writable(checkpoint)
     extra_params = list(extra_params)
+    optim = build_optimisation(recipe, model, extra_params, steps_per_epoch=len(loader), epochs=epochs,
+                               batch_size=x0.shape[0] * distributed.world_size(), lr=lr, lr_schedule=lr_schedule)
+    if optim.label_smoothing and objective is cross_entropy_objective:
+        objective = SmoothedCrossEntropy(optim.label_smoothing)
     step = distributed.wrap(_ObjectiveStep(model, objective, extra_params), device,
                             find_unused_parameters=bool(extra_params))  # VOS's start unused
-    opt = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr)
-    sched = lr_scheduler(opt, lr_schedule, epochs)
-    run = checkpoints.PlainRun(model, objective, extra_params, opt, sched, loader, device)
-    signature = run.signature(x0.shape[1:], epochs=epochs, lr=lr, lr_schedule=lr_schedule,
+    run = checkpoints.PlainRun(model, objective, extra_params, optim.optimizer, optim.scheduler, loader, device,
+                               optim.lookahead)
+    signature = run.signature(x0.shape[1:], epochs=epochs, lr=lr, lr_schedule=lr_schedule, recipe=recipe,
                               channels_last=channels_last) if checkpoint is not None or resume is not None else ""
     history = run.resume(resume, signature) if resume is not None else []
     for epoch in range(len(history), epochs):
-        t0 = time.perf_counter()
+        t0, lr_now = time.perf_counter(), optim.lr
         model.train()
         seen = correct = 0
         loss_sum = 0.0
@@ -161,17 +189,17 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: float, devi
             if channels_last:
                 x = as_channels_last(x)
             loss, logits = step(x, y, epoch)
-            opt.zero_grad(set_to_none=True)
+            optim.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            optim.step()  # and, per-step recipes, the schedule and Lookahead
             loss_sum += float(loss.detach()) * x.shape[0]
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += x.shape[0]
         distributed.average_buffers(model)
         loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen])
-        entry = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
+        entry = {"epoch": epoch, "lr": lr_now, "train_loss": loss_sum / max(seen, 1),
                  "train_id_acc": correct / max(seen, 1)}
-        sched.step()
+        optim.end_epoch()
         if val_loader is not None:
             entry["val_acc"] = distributed.broadcast_object(
                 accuracy(model, val_loader, device) if distributed.is_main() else None)

@@ -158,3 +158,18 @@ def test_attack_command_reuses_cached_models(smoke_run, tmp_path):
                                       "--out", str(tmp_path / "other-attack")])
     assert other.exit_code == 2 and "no cached inversion model" in other.output
     assert not (tmp_path / "other-attack").exists()
+
+
+@pytest.mark.parametrize("flags, match", [(["--classifier", "no-such-net"], "unknown classifier"),
+                                          (["--width", "0"], "width")])
+def test_classifier_and_width_flags_are_checked_before_training(tmp_path, flags, match):
+    result = CliRunner().invoke(main, SMOKE + ["--out", str(tmp_path / "o"), *flags])
+    assert result.exit_code == 2 and match in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_classifier_and_width_flags_reach_the_run(tmp_path):
+    from niood_plugin.cli import _config
+
+    cfg = _config(None, {"id": "synthetic", "classifier": "airnet", "width": 8}, ())
+    assert (cfg.classifier, cfg.width) == ("airnet", 8)

@@ -1,9 +1,11 @@
 """Training methods compared by the harness, and the on-disk cache of trained models.
 
 A method turns ID training data into a :class:`TrainedModel`.  Every method trains the
-same architecture (``cfg.classifier`` at width ``cfg.width``) on the same loader (shuffling,
-augmentation ``cfg.augment``), seed and device.  Trained weights are cached under ``cache_dir`` by a hash of everything that
-affects training, so adding a detector or an OOD set never retrains.
+same architecture (``cfg.classifier`` at width ``cfg.width``; a patch-whitening layer, as
+``airnet``'s, set from the first 5,000 ID training images) on the same loader (shuffling,
+augmentation ``cfg.augment``), seed and device, with the preset's optimisation recipe.  Trained
+weights are cached under ``cache_dir`` by a hash of everything that affects training, so adding
+a detector or an OOD set never retrains.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from ..data import TensorData, build_augmentation
 from .. import distributed
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_torch_save, load_checkpoint
-from ..models import build_classifier, to_channels_last
+from ..models import build_classifier, init_whitening, to_channels_last
+from ..models.airnet import PatchWhitening
 from ..negatives import Negatives
 from ..pool import quantize
 from ..registry import Registry
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "niood-bench-model/2"
 SAMPLES = 512  # generated outliers kept with an inversion model (feature-space plots)
+WHITENING_IMAGES = 5_000  # ID training images that set a patch-whitening layer (airbench94 uses 5,000)
 
 
 @dataclass
@@ -90,6 +94,8 @@ class MethodContext:
         name, width = self.classifier_name(), self.width()
         kwargs = {WIDTH_ARGUMENT[name]: width} if name in WIDTH_ARGUMENT and width is not None else {}
         model = build_classifier(name, num_outputs, self.image_shape[0], **kwargs)
+        if any(isinstance(m, PatchWhitening) for m in model.modules()):  # airnet: one whitening for every method
+            init_whitening(model, self.train.x[:WHITENING_IMAGES])  # float32 in [-1, 1], the first ones
         # The same layout for training, for scoring and for a model reloaded from the cache:
         # layouts differ in the last bits of a convolution.
         return to_channels_last(model)
@@ -148,10 +154,11 @@ def _plain_epochs(ctx: MethodContext) -> int:
 
 
 def _train_like_standard(ctx: MethodContext, name: str, objective=None) -> TrainedModel:
-    """K outputs, as many ID passes as ``inversion`` makes, the same optimiser and schedule as
-    ``standard``; ``objective`` (None: cross-entropy) is the only difference between methods."""
+    """K outputs, as many ID passes as ``inversion`` makes, the same recipe (optimiser, schedule,
+    label smoothing), learning rate and schedule as ``inversion``; ``objective`` (None:
+    cross-entropy) is the only difference between methods."""
     recipe = ctx.recipe()
-    trainer = recipe.to_dict()["trainer"]  # the same lr and schedule as the trainer's
+    trainer = recipe.to_dict()["trainer"]  # the same recipe, lr and schedule as the trainer's
     model = ctx.new_classifier(ctx.num_classes).to(ctx.device)
     epochs = _plain_epochs(ctx)
     extra = {}
@@ -166,7 +173,8 @@ def _train_like_standard(ctx: MethodContext, name: str, objective=None) -> Train
     probe = ctx.probes(None)
     history = train_plain(model, ctx.loader(recipe.batch_size), epochs, trainer["lr"], ctx.device, ctx.progress,
                           _val_loader(ctx), trainer["lr_schedule"], channels_last=True, name=name,
-                          on_epoch_end=probe[0] if probe else None, checkpoint=ckpt, resume=resume, **extra)
+                          on_epoch_end=probe[0] if probe else None, checkpoint=ckpt, resume=resume,
+                          recipe=trainer["recipe"], **extra)
     # On resume, time spent before the interruption is in the history.
     elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0 - probe_seconds(history)
     return TrainedModel(name, model, ctx.num_classes, None, elapsed, history)
@@ -320,6 +328,8 @@ def cache_key(method: str, ctx: MethodContext, world_size: Optional[int] = None)
     defaults = _peer_defaults(method)
     if defaults:  # a peer's own hyperparameters: a changed default retrains it
         payload["peer_defaults"] = defaults
+    if payload["config"]["trainer"].get("recipe") == "adam":  # absent when the default: keys stay valid
+        del payload["config"]["trainer"]["recipe"]
     if ctx.augment_name() != "none":  # absent when off: keys of models trained before augmentation stay valid
         payload["augment"] = ctx.augment_name()
     processes = distributed.world_size() if world_size is None else world_size

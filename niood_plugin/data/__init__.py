@@ -29,7 +29,8 @@ download (online users):
 * ``gaussian``, ``uniform``, ``synthetic``: generated, always present.
 
 Training batches come from :class:`BatchLoader` (``TensorData.loader``): uint8 images in
-memory, on the device, augmented per batch (:class:`CropFlip`: random crop and flip per image).
+memory, on the device, augmented per batch (:class:`CropFlip`: random crop and flip per image;
+by name in :data:`AUGMENTATIONS`: ``crop-flip``, ``flip``, ``flip-translate2``).
 
 Archives are unpacked once with torchvision's ``extract_archive`` after a check of their
 members (no absolute paths, no ``..``).  A data root that is read-only (no write permission bit,

@@ -5,7 +5,10 @@ flip) drawn *per image* for a whole batch in one indexing operation, on the batc
 (CPU or CUDA) and for any dtype (uint8 or float).  torchvision's ``v2.RandomCrop`` /
 ``v2.RandomHorizontalFlip`` draw one set of parameters per call, so on a batch tensor every
 image would get the same crop; per-image PIL transforms are the per-item Python work this
-package avoids.
+package avoids.  ``CropFlip(pad=2)`` is airbench94's augmentation (Jordan 2024,
+arXiv:2404.00498): random flip and a random translation of up to 2 pixels with reflect padding,
+registered as ``"flip-translate2"``.  The paper's derandomised "alternating" flip (each image
+flipped in every other epoch) is not provided: the flip is drawn per image and batch.
 
 :class:`BatchLoader` yields ``(x, y)`` batches sliced from tensors held in memory (uint8 when
 the images are exactly 8-bit, as real image sets are), shuffled by one seeded generator,
@@ -75,6 +78,7 @@ class CropFlip:
 AUGMENTATIONS: Registry[Any] = Registry("augmentation")
 AUGMENTATIONS.register("crop-flip", CropFlip)
 AUGMENTATIONS.register("flip", lambda: CropFlip(pad=0))
+AUGMENTATIONS.register("flip-translate2", lambda: CropFlip(pad=2))  # airbench94's flip + 2-pixel reflect translation
 
 
 def list_augmentations() -> list[str]:
