@@ -1,17 +1,11 @@
 """Several processes with PyTorch's own distributed package: ``torchrun`` + DDP.
 
-Nothing here starts processes.  Launch with ``torchrun``; :func:`setup` joins the process
-group it describes in the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR``/``MASTER_PORT``) with the backend for the device (``gloo`` on CPU, ``nccl``
-on CUDA).  Every other function is the identity or a no-op when no process group is
-initialised, so single-process code runs unchanged and bit for bit as before.
-
-What the trainers do with these (see :doc:`the distributed guide </guide/distributed>`):
-the classifier is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` for
-retraining, each rank generates its share of every inversion step and the generator's
-gradients are all-reduced, generated garbage is gathered so every rank holds the same pool,
-and BatchNorm keeps per-rank batch statistics (``SyncBatchNorm`` needs CUDA) with running
-statistics averaged over the ranks after every epoch.
+Nothing here starts processes.  :func:`setup` checks the launch variables torchrun (or a
+user) set and joins that process group with the device's backend (``gloo`` on CPU, ``nccl``
+on CUDA).  Every other function is the identity or a no-op without a process group, so
+single-process code runs unchanged, bit for bit.  How the trainers use them (DDP retraining,
+sharded inversion with all-reduced generator gradients, one gathered garbage pool, per-rank
+BatchNorm statistics averaged after every epoch): :doc:`the distributed guide </guide/distributed>`.
 """
 from __future__ import annotations
 
@@ -66,18 +60,14 @@ def backend_for(device: torch.device) -> str:
 
 def setup(device: "str | torch.device" = "cpu", backend: Optional[str] = None) -> torch.device:
     """Join the process group ``torchrun`` describes (nothing when not launched by it, or when a
-    group exists already) and return this rank's device: ``cuda`` becomes ``cuda:LOCAL_RANK``.
+    group exists already) and return this rank's device (``cuda`` -> ``cuda:LOCAL_RANK``);
+    ``backend``: default :func:`backend_for` the device, or ``NIOOD_DIST_BACKEND``.
 
-    :param backend: ``gloo``, ``nccl``, ...; default :func:`backend_for` the device, or the
-        ``NIOOD_DIST_BACKEND`` environment variable
-
-    Every launch variable is checked first (a :class:`~niood_plugin.errors.ConfigError` names
-    the one that is wrong).  The processes then wait for each other at ``MASTER_ADDR:MASTER_PORT``
-    for at most ``NIOOD_DIST_JOIN_TIMEOUT_MIN`` minutes (default 5), saying so on stderr after
-    two seconds; Ctrl-C ends that wait (``KeyboardInterrupt``).  The group's timeout is
-    ``NIOOD_DIST_TIMEOUT_MIN`` minutes (default 180): while rank 0 scores and writes, the
-    others wait in a barrier.
-    """
+    Every launch variable is checked first (a ``ConfigError`` names the wrong one).  The
+    processes wait for each other at ``MASTER_ADDR:MASTER_PORT`` at most
+    ``NIOOD_DIST_JOIN_TIMEOUT_MIN`` minutes (5), saying so on stderr after two seconds; Ctrl-C
+    ends the wait.  The group's timeout is ``NIOOD_DIST_TIMEOUT_MIN`` minutes (180): the other
+    ranks wait in a barrier while rank 0 scores and writes."""
     dev = torch.device(device)
     if not launched():
         _check_partial()
@@ -122,10 +112,7 @@ def _check_partial() -> None:
 
 def _env_int(name: str, low: int, high: Optional[int], what: str) -> int:
     raw = os.environ[name]
-    try:
-        value: Optional[int] = int(raw)
-    except ValueError:
-        value = None
+    value = int(raw) if raw.strip().lstrip("-").isdigit() else None
     if value is None or value < low or (high is not None and value > high):
         span = f"{low} to {high}" if high is not None else f">= {low}"
         raise ConfigError(f"{name}={raw!r} is not a whole number {span}: {what}")
