@@ -38,11 +38,16 @@ SAMPLES_KEY = ".niood-model-key"
 SAMPLE_FILES = ("samples_epoch_*.png", SAMPLES_KEY)
 
 
-def _name_max(existing: Path) -> int:
+def _limit(existing: Path, name: str, default: int) -> int:
+    """The file system's ``os.pathconf`` limit ``name`` at ``existing`` (``default`` where unknown)."""
     try:
-        return int(os.pathconf(existing, "PC_NAME_MAX"))
+        return int(os.pathconf(existing, name))
     except (OSError, ValueError, AttributeError):
-        return 255
+        return default
+
+
+def _name_max(existing: Path) -> int:
+    return _limit(existing, "PC_NAME_MAX", 255)
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -129,10 +134,7 @@ def prepare_out(out: Path) -> None:
 # ----------------------------------------------------------------------------- long paths
 
 def _path_max(existing: Path) -> int:
-    try:
-        return int(os.pathconf(existing, "PC_PATH_MAX"))
-    except (OSError, ValueError, AttributeError):
-        return 4096
+    return _limit(existing, "PC_PATH_MAX", 4096)
 
 
 def _temp(name: str) -> str:
