@@ -21,7 +21,7 @@ fi
 python -c "import torch; print('gpu_check:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"
 start=$(date +%s)
 # 1. CUDA tests: every test file that has a CUDA-only test
-python -m pytest -p no:cacheprovider -q --timeout 300 -k "cuda" tests/test_airnet.py tests/test_attack.py
+python -m pytest -p no:cacheprovider -q --timeout 300 -k "cuda" tests/test_airnet.py tests/test_attack.py tests/test_recipes.py
 # 2. the CIFAR-10 benchmark on the GPU, all methods, seed 0
 export NIOOD_DATA="${NIOOD_DATA:-$HOME/.cache/niood/data}"
 bash benchmarks/get_data.sh >/dev/null

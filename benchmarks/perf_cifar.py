@@ -3,11 +3,14 @@ schedule extrapolated from measured steps (issue 20); benchmarks/perf.py does th
 
     python benchmarks/perf_cifar.py        # CPU; writes benchmarks/results/perf-cifar10.{json,md}
 
-For each backbone (the harness's CIFAR default ``resnet10-cifar`` at width 16, and the report's
-``report32`` at width 64): a plain epoch (images/s of the ``standard`` loop with crop+flip
-augmentation), an inversion step (generated samples/s through the frozen classifier and the
-generator's backward pass) and a retraining epoch of :class:`InversionTrainer` (ID + garbage
-images/s).  Synthetic pixels: throughput does not depend on them.
+For each backbone (``airnet`` at widths 32, 48 and 64 with the ``airbench`` recipe, batch 1,024
+and its flip + 2-pixel translation; ``resnet10-cifar`` at width 16 and the report's ``report32``
+at width 64 with Adam and crop+flip): a plain epoch (images/s of the ``standard`` loop), an
+inversion step (generated samples/s through the frozen classifier and the generator's backward
+pass) and a retraining epoch of :class:`InversionTrainer` (ID + garbage images/s), both with
+the ``cifar`` preset's garbage settings.  Synthetic pixels: throughput does not depend on them.
+
+    python benchmarks/perf_cifar.py --backbones airnet-w32,airnet-w64    # a subset
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import torch
 
 from niood_plugin.bench.provenance import environment, git_state
 from niood_plugin.presets import create as create_trainer
-from niood_plugin.data import CropFlip, TensorData
+from niood_plugin.data import TensorData, build_augmentation
 from niood_plugin.files import atomic_write_text
 from niood_plugin.models import build_classifier, to_channels_last
 from niood_plugin.training import train_plain
@@ -30,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf import header, recipe, report_schedule  # noqa: E402  (benchmarks/perf.py: the same measurement for MNIST)
 
 SHAPE, K = (3, 32, 32), 10
-BACKBONES = {"resnet10-cifar (width 16)": ("resnet10-cifar", {"width": 16}),
-             "report32 (ncf 64)": ("report32", {"ncf": 64})}
+#: label -> (classifier, its keywords, recipe, augmentation, ID batch size)
+BACKBONES = {**{f"airnet-w{w}": ("airnet", {"width": w}, "airbench", "flip-translate2", 1024) for w in (32, 48, 64)},
+             "resnet10-cifar-w16": ("resnet10-cifar", {"width": 16}, "adam", "crop-flip", None),
+             "report32-ncf64": ("report32", {"ncf": 64}, "adam", "crop-flip", None)}
 
 
 def fake_data(n: int, seed: int = 0) -> TensorData:
@@ -40,19 +45,24 @@ def fake_data(n: int, seed: int = 0) -> TensorData:
     return TensorData(x, torch.randint(0, K, (n,), generator=g), "fake")
 
 
-def phases(name: str, kwargs: dict, device, n_train: int) -> dict:
-    """Plain epoch, then one inversion epoch of the ``cifar`` preset (no negatives), on ``n_train`` images."""
+def phases(name: str, kwargs: dict, recipe_name: str, augment: str, batch_size, device, n_train: int) -> dict:
+    """Plain epoch, then one inversion epoch of the ``cifar`` preset (no negatives), on ``n_train``
+    images, with optimisation recipe ``recipe_name`` (``batch_size`` None: the preset's)."""
     data = fake_data(n_train)
     cfg = recipe("cifar")
-    loader = data.loader(batch_size=cfg.batch_size, shuffle=True, augment=CropFlip(), device=device)
+    batch = batch_size or cfg.batch_size
+    loader = data.loader(batch_size=batch, shuffle=True, augment=build_augmentation(augment), device=device)
+    lr = cfg.lr if recipe_name == "adam" else None  # None: the recipe's own
     torch.manual_seed(0)
     plain = to_channels_last(build_classifier(name, K, 3, **kwargs)).to(device)
-    plain_s = train_plain(plain, loader, 1, cfg.lr, device, channels_last=True)[0]["time_s"]
+    plain_s = train_plain(plain, loader, 1, lr, device, channels_last=True, recipe=recipe_name)[0]["time_s"]
     clf = build_classifier(name, K + 1, 3, **kwargs)
-    trainer = create_trainer("cifar", clf, K, SHAPE, epochs=1, negatives=None, device=device, progress=False)
+    trainer = create_trainer("cifar", clf, K, SHAPE, epochs=1, negatives=None, device=device, progress=False,
+                             recipe=recipe_name, lr=lr)
     e = trainer.fit(loader)[1]
     samples = cfg.inversion_steps * cfg.samples_per_step
-    return {"n_train": n_train, "plain_epoch_s": plain_s, "plain_images_per_s": n_train / plain_s,
+    return {"n_train": n_train, "recipe": recipe_name, "augment": augment, "batch_size": batch,
+            "plain_epoch_s": plain_s, "plain_images_per_s": n_train / plain_s,
             "inversion_s": e["inversion_time_s"], "inversion_samples_per_s": samples / e["inversion_time_s"],
             "retrain_s": e["retrain_time_s"], "retrain_images_per_s": (n_train + e["garbage_size"]) / e["retrain_time_s"],
             "epoch_ratio": e["time_s"] / plain_s}
@@ -60,14 +70,17 @@ def phases(name: str, kwargs: dict, device, n_train: int) -> dict:
 
 def render(r: dict) -> str:
     lines = header(r, "perf, CIFAR-10 geometry") + [
-             "| backbone | plain epoch img/s | inversion samples/s | retraining img/s | inversion epoch / plain epoch |",
-             "|---|---|---|---|---|"]
+             "| backbone | recipe, batch | plain epoch img/s | inversion samples/s | retraining img/s | "
+             "inversion epoch / plain epoch |", "|---|---|---|---|---|---|"]
     for name, p in r["backbones"].items():
-        lines.append(f"| {name} | {p['plain_images_per_s']:.0f} | {p['inversion_samples_per_s']:.0f} | "
-                     f"{p['retrain_images_per_s']:.0f} | {p['epoch_ratio']:.2f} |")
-    rep = r["report_cifar10_schedule"]
+        lines.append(f"| {name} | {p['recipe']}, {p['batch_size']} | {p['plain_images_per_s']:.0f} | "
+                     f"{p['inversion_samples_per_s']:.0f} | {p['retrain_images_per_s']:.0f} | {p['epoch_ratio']:.2f} |")
     lines += ["", f"Phases measured on {next(iter(r['backbones'].values()))['n_train']} synthetic images, preset "
-              "`cifar` (100 inversion steps x 220 samples, 2,200 garbage images per epoch), no negatives.", "",
+              "`cifar`'s garbage (100 inversion steps x 220 samples, 2,200 garbage images per epoch), no negatives.", ""]
+    if "report_cifar10_schedule" not in r:
+        return "\n".join(lines) + "\n"
+    rep = r["report_cifar10_schedule"]
+    lines += [
               f"The report's CIFAR-10 schedule here (report32, ncf = ngf = 64, 100 steps x 11,000 samples, batch 32): "
               f"one inversion step {rep['inversion_step_s']:.1f} s, classifier {rep['classifier_images_per_s']:.0f} "
               f"img/s, first epoch {rep['first_epoch_s'] / 60:.0f} min, {rep['epochs']} epochs about "
@@ -80,12 +93,19 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/results/perf-cifar10")
     ap.add_argument("--n-train", type=int, default=10_000, help="ID images per measured epoch")
+    ap.add_argument("--backbones", default=",".join(BACKBONES), help="comma-separated labels: " + ", ".join(BACKBONES))
+    ap.add_argument("--no-report-schedule", action="store_true", help="skip the report's CIFAR-10 schedule")
     args = ap.parse_args()
+    labels = [b for b in args.backbones.split(",") if b]
+    unknown = sorted(set(labels) - set(BACKBONES))
+    if unknown:
+        ap.error(f"unknown backbone(s) {unknown}; choose from {', '.join(BACKBONES)}")
     device = torch.device(args.device)
     t0, code = time.perf_counter(), git_state()
-    result = {"backbones": {label: phases(name, kw, device, args.n_train) for label, (name, kw) in BACKBONES.items()},
-              "report_cifar10_schedule": report_schedule(device, "cifar10"), "environment": environment(device),
-              "command": "python " + " ".join(sys.argv), "code": code}
+    result = {"backbones": {label: phases(*BACKBONES[label], device, args.n_train) for label in labels},
+              "environment": environment(device), "command": "python " + " ".join(sys.argv), "code": code}
+    if not args.no_report_schedule:
+        result["report_cifar10_schedule"] = report_schedule(device, "cifar10")
     result["wall_s"] = time.perf_counter() - t0
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))

@@ -139,6 +139,9 @@ class _Group(click.Group):
 @click.version_option(package_name="niood-plugin")
 def main(debug: bool) -> None:
     """Benchmark network-inversion OOD training against standard detectors."""
+    from .devices import tune_cpu_allocator
+
+    tune_cpu_allocator()  # CPU training steps reuse freed buffers instead of fresh pages (devices.py)
 
 
 def _command_line() -> tuple[str, list[str]]:
@@ -224,6 +227,8 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--epochs", type=int, help="Training epochs (default: the preset's).")
 @click.option("--classifier", help="Classifier every method trains (default: by ID geometry; `niood-bench list`).")
 @click.option("--width", type=int, help="Base width of the classifier (default: the classifier's).")
+@click.option("--tta", type=click.Choice(["none", "flip"]),
+              help="Test-time augmentation when scoring: none (default) or flip (mean of each image and its mirror).")
 @click.option("--preset", help="Hyperparameter preset (default: fast for 28x28 sets, cifar for 32x32 RGB), report, smoke, ...")
 @click.option("--data-root", envvar="NIOOD_DATA",
               help="Where datasets are looked for [env NIOOD_DATA; default ~/.cache/niood/data].")
@@ -236,8 +241,8 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--resume", is_flag=True, help="Continue an interrupted training from its last epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines; print the table only.")
 @_handle_errors
-def run(config_file, id_, ood, suite, methods, detectors, epochs, classifier, width, preset, data_root, out, device,
-        seed, train_limit, test_limit, sets, resume, quiet) -> None:
+def run(config_file, id_, ood, suite, methods, detectors, epochs, classifier, width, tta, preset, data_root, out,
+        device, seed, train_limit, test_limit, sets, resume, quiet) -> None:
     """Train each method once, score it with every detector, write tables and plots.
 
     Under torchrun (`torchrun --nproc-per-node N -m niood_plugin.cli run ...`) every process
@@ -249,7 +254,7 @@ def run(config_file, id_, ood, suite, methods, detectors, epochs, classifier, wi
     quiet = quiet or (distributed.launched() and os.environ["RANK"] != "0")  # one rank talks
     _setup_logging(quiet)
     flags = {"id": id_, "ood": _csv(ood), "suite": suite, "methods": _csv(methods), "detectors": _csv(detectors),
-             "epochs": epochs, "classifier": classifier, "width": width, "preset": preset, "data_root": data_root,
+             "epochs": epochs, "classifier": classifier, "width": width, "tta": tta, "preset": preset, "data_root": data_root,
              "out": out, "device": device,
              "seed": seed, "train_limit": train_limit, "test_limit": test_limit}
     cfg = _config(config_file, flags, sets)

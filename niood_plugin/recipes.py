@@ -13,8 +13,8 @@ are held in :data:`RECIPES` (a :class:`~niood_plugin.registry.Registry`, timm's 
   learning rate and weight decay per 1,024 examples, a larger learning rate for the shifts of
   the normalisation layers, a per-batch triangular schedule, label smoothing 0.2, Lookahead,
   and the patch-whitening bias trained for the first epochs only (:class:`AirbenchRecipe`).
-* ``"airbench-no-lookahead"``, ``"airbench-no-smoothing"``: the same without Lookahead, resp.
-  without label smoothing (for ablations).
+* ``"airbench-no-lookahead"``, ``"airbench-no-smoothing"``, ``"airbench-fp32"``: the same
+  without Lookahead, without label smoothing, resp. without bf16 autocast (for ablations).
 
 >>> opt = build_optimisation("airbench", model, steps_per_epoch=49, epochs=10, batch_size=1024)
 >>> loss = F.cross_entropy(model(x), y, label_smoothing=opt.label_smoothing)
@@ -28,6 +28,7 @@ A recipe's ``lr`` is its own unit (``"adam"``: Adam's learning rate; ``"airbench
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from .devices import fast_bf16
 from .errors import CheckpointError
 from .models.airnet import PatchWhitening
 from .registry import Registry
@@ -107,6 +109,16 @@ class Optimisation:
     steps_per_epoch: int
     label_smoothing: float = 0.0
     lookahead: Optional[Lookahead] = None
+    amp: bool = False
+
+    def autocast(self, device: "torch.device | str") -> contextlib.AbstractContextManager:
+        """The context of a training step's forward pass and loss: bf16 autocast when the recipe's
+        ``amp`` is on and ``device`` computes bf16 natively (:func:`~niood_plugin.devices.fast_bf16`:
+        a CUDA GPU, or a CPU with AVX512-BF16 / AMX), else nothing (fp32).  No gradient scaler
+        is needed for bf16; the weights, optimiser and normalisation statistics stay fp32."""
+        if self.amp and fast_bf16(device):
+            return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def step(self) -> None:
         """The optimiser's step, then (per-step recipes) the schedule's and Lookahead's."""
@@ -138,10 +150,17 @@ class Optimisation:
 class Recipe:
     """Base class: ``recipe(model, extra_params, steps_per_epoch=, epochs=, batch_size=, lr=,
     lr_schedule=)`` builds an :class:`Optimisation` for the trainable parameters of ``model``
-    and ``extra_params`` (an objective's own, e.g. VOS's); ``default_lr`` is used for ``lr=None``."""
+    and ``extra_params`` (an objective's own, e.g. VOS's); ``default_lr`` is used for ``lr=None``.
+
+    ``amp``: the forward pass and loss of every training step run under bf16 autocast where the
+    device computes bf16 natively (:meth:`Optimisation.autocast`: CUDA GPUs, CPUs with
+    AVX512-BF16 or AMX), fp32 elsewhere; :class:`~niood_plugin.models.airnet.ShiftBatchNorm`
+    normalises in fp32.  The same run therefore differs between such a machine and another; a
+    results file records which (``environment.fast_bf16``)."""
 
     default_lr: float = 3e-3
     label_smoothing: float = 0.0
+    amp: bool = False
 
     def __call__(self, model: nn.Module, extra_params: Sequence[nn.Parameter] = (), *, steps_per_epoch: int,
                  epochs: int, batch_size: int, lr: Optional[float] = None,
@@ -164,7 +183,7 @@ class AdamRecipe(Recipe):
     def build(self, model, extra_params, steps_per_epoch, epochs, batch_size, lr, lr_schedule) -> Optimisation:
         opt = torch.optim.Adam([*model.parameters(), *extra_params], lr=lr)
         return Optimisation(opt, lr_scheduler(opt, lr_schedule, epochs), per_step=False,
-                            steps_per_epoch=steps_per_epoch, label_smoothing=self.label_smoothing)
+                            steps_per_epoch=steps_per_epoch, label_smoothing=self.label_smoothing, amp=self.amp)
 
 
 def triangular(total_steps: int, warmup: float = 0.23, start: float = 0.2,
@@ -211,6 +230,7 @@ class AirbenchRecipe(Recipe):
       LogitNorm's and VOS's losses are their own).
     * **Lookahead** (``lookahead``, on): :class:`Lookahead` every ``lookahead_every`` (5) steps
       with decay ``lookahead_decay`` (0.95^5).
+    * **bf16 autocast** (``amp``, on) where the device computes bf16 natively (see :class:`Recipe`).
     """
 
     default_lr: float = 11.5
@@ -225,6 +245,7 @@ class AirbenchRecipe(Recipe):
     lookahead: bool = True
     lookahead_every: int = 5
     lookahead_decay: float = 0.95 ** 5
+    amp: bool = True
 
     def build(self, model, extra_params, steps_per_epoch, epochs, batch_size, lr, lr_schedule) -> Optimisation:
         shifts = [m.bias for m in model.modules() if isinstance(m, _NORMS) and isinstance(m.bias, nn.Parameter)]
@@ -245,7 +266,7 @@ class AirbenchRecipe(Recipe):
         ahead = Lookahead(others + shifts + whiten, total, self.lookahead_every, self.lookahead_decay) \
             if self.lookahead else None
         return Optimisation(opt, sched, per_step=True, steps_per_epoch=steps_per_epoch,
-                            label_smoothing=self.label_smoothing, lookahead=ahead)
+                            label_smoothing=self.label_smoothing, lookahead=ahead, amp=self.amp)
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
@@ -253,6 +274,7 @@ RECIPES.register("adam", AdamRecipe())
 RECIPES.register("airbench", AirbenchRecipe())
 RECIPES.register("airbench-no-lookahead", AirbenchRecipe(lookahead=False))
 RECIPES.register("airbench-no-smoothing", AirbenchRecipe(label_smoothing=0.0))
+RECIPES.register("airbench-fp32", AirbenchRecipe(amp=False))
 
 
 class _RegisteredName:

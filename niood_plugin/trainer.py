@@ -161,7 +161,8 @@ class InversionTrainer:
             n_garbage = len(garbage) + garbage.negatives_count(epoch, int(self.class_counts_.sum()))
             weight = class_weights(torch.cat([self.class_counts_, torch.tensor([n_garbage])])).to(dev)
         means: Optional[Tensor] = None  # per-class sums of ID features, for the novelty term
-        sums = torch.zeros(5, dtype=torch.float64)  # loss, ID correct, ID seen, garbage correct, garbage seen
+        sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss, ID correct, garbage correct (on the device)
+        id_seen = g_seen = 0
         self.classifier.train()
         for (x, y, *_), g in zip(progress(loader, self.progress, "retrain"), garbage.epoch(len(loader))):
             x = x.to(dev)
@@ -170,23 +171,25 @@ class InversionTrainer:
             xb = torch.cat([x, g])
             xb = as_channels_last(xb) if self.channels_last else xb
             yb = torch.cat([y.long().to(dev), torch.full((g.shape[0],), k, dtype=torch.long, device=dev)])
-            if garbage.novelty:  # the model returns features and logits
-                f, logits = model(xb)
-                means = torch.zeros(k, f.shape[1], device=dev) if means is None else means
-                means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())
-            else:
-                logits = model(xb)
-            loss = F.cross_entropy(logits, yb, weight=weight, label_smoothing=optim.label_smoothing)
+            with optim.autocast(dev):  # bf16 on CUDA (the recipe's amp); nothing on the CPU
+                if garbage.novelty:  # the model returns features and logits
+                    f, logits = model(xb)
+                    means = torch.zeros(k, f.shape[1], device=dev) if means is None else means
+                    means.index_add_(0, yb[:x.shape[0]], f[:x.shape[0]].detach().float())
+                else:
+                    logits = model(xb)
+                loss = F.cross_entropy(logits, yb, weight=weight, label_smoothing=optim.label_smoothing)
             optim.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()  # and, per-step recipes, the schedule and Lookahead
             pred, nid = logits.detach().argmax(1), x.shape[0]
-            sums += torch.tensor([float(loss.detach()) * xb.shape[0], int((pred[:nid] == yb[:nid]).sum()), nid,
-                                  int((pred[nid:] == k).sum()), g.shape[0]], dtype=torch.float64)
+            sums += torch.stack([loss.detach().double() * xb.shape[0], (pred[:nid] == yb[:nid]).sum().double(),
+                                 (pred[nid:] == k).sum().double()])
+            id_seen, g_seen = id_seen + nid, g_seen + g.shape[0]
         optim.end_epoch()
         self.classifier.eval()
         distributed.average_buffers(self.classifier)  # per-rank BatchNorm statistics -> one model
-        loss_sum, id_correct, id_seen, g_correct, g_seen = distributed.all_reduce_sum(sums.tolist())
+        loss_sum, id_correct, g_correct, id_seen, g_seen = distributed.all_reduce_sum(sums.tolist() + [id_seen, g_seen])
         if means is not None:
             self.class_means_ = F.normalize(distributed.all_reduce_sum_tensor(means), dim=1)
         return {"lr": lr, "train_loss": loss_sum / max(id_seen + g_seen, 1), "train_id_acc": id_correct / max(id_seen, 1),

@@ -180,23 +180,25 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: Optional[fl
     for epoch in range(len(history), epochs):
         t0, lr_now = time.perf_counter(), optim.lr
         model.train()
-        seen = correct = 0
-        loss_sum = 0.0
+        seen = 0  # the figures stay on the device until the epoch ends: no host round-trip per batch
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):
             loader.sampler.set_epoch(epoch)
         for x, y in progress(loader, progress_bar, f"{name} {epoch}"):
             x, y = x.to(device), y.to(device)
             if channels_last:
                 x = as_channels_last(x)
-            loss, logits = step(x, y, epoch)
+            with optim.autocast(device):  # bf16 on CUDA (recipe's amp); nothing on the CPU
+                loss, logits = step(x, y, epoch)
             optim.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()  # and, per-step recipes, the schedule and Lookahead
-            loss_sum += float(loss.detach()) * x.shape[0]
-            correct += int((logits.detach().argmax(1) == y).sum())
+            loss_sum += loss.detach().double() * x.shape[0]
+            correct += (logits.detach().argmax(1) == y).sum()
             seen += x.shape[0]
         distributed.average_buffers(model)
-        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen])
+        loss_sum, correct, seen = distributed.all_reduce_sum([float(loss_sum), int(correct), seen])
         entry = {"epoch": epoch, "lr": lr_now, "train_loss": loss_sum / max(seen, 1),
                  "train_id_acc": correct / max(seen, 1)}
         optim.end_epoch()

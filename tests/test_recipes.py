@@ -331,3 +331,94 @@ def _shift(img, dy, dx, flip):
     h, w = img.shape[1:]
     out = padded[:, 2 + dy:2 + dy + h, 2 + dx:2 + dx + w]
     return out.flip(2) if flip else out
+
+
+# ---------------------------------------------------------------------------------------- mixed precision
+
+@pytest.mark.bf16_cpu
+def test_amp_is_bf16_autocast_where_the_device_computes_it_natively(monkeypatch):
+    import contextlib
+    import warnings
+
+    from niood_plugin import recipes
+
+    model = _airnet()
+    on = build_optimisation("airbench", model, steps_per_epoch=2, epochs=1, batch_size=16)
+    off = build_optimisation("airbench-fp32", model, steps_per_epoch=2, epochs=1, batch_size=16)
+    assert on.amp and not off.amp and not get_recipe("adam").amp  # adam: fp32 everywhere, as before
+    for native in (True, False):
+        monkeypatch.setattr(recipes, "fast_bf16", lambda device: native)
+        ctx = on.autocast("cpu")
+        assert isinstance(ctx, torch.autocast if native else contextlib.nullcontext)
+        assert not native or (ctx.fast_dtype == torch.bfloat16 and ctx.device == "cpu")
+        assert isinstance(off.autocast("cpu"), contextlib.nullcontext)
+    monkeypatch.setattr(recipes, "fast_bf16", lambda device: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CUDA is not available": built, not entered
+        ctx = on.autocast("cuda:0")
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+
+
+@pytest.mark.bf16_cpu
+def test_a_bf16_step_on_the_cpu_keeps_fp32_weights_and_statistics_and_learns(monkeypatch):
+    from niood_plugin import recipes
+
+    monkeypatch.setattr(recipes, "fast_bf16", lambda device: True)  # emulated where the CPU lacks it
+    model = _airnet()
+    xs, ys = template_data(128)
+    history = train_plain(model, BatchLoader(xs, ys, batch_size=16, shuffle=True, seed=0), 4, None, "cpu",
+                          recipe="airbench", channels_last=True)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    bn = [m for m in model.modules() if isinstance(m, ShiftBatchNorm)]
+    assert bn and all(m.running_mean.dtype == torch.float32 and torch.isfinite(m.running_var).all() for m in bn)
+    monkeypatch.setattr(recipes, "fast_bf16", lambda device: False)
+    fp32 = _airnet()
+    reference = train_plain(fp32, BatchLoader(xs, ys, batch_size=16, shuffle=True, seed=0), 4, None, "cpu",
+                            recipe="airbench", channels_last=True)
+    assert history[0]["train_loss"] != reference[0]["train_loss"]  # it did run in bf16
+    assert history[-1]["train_id_acc"] > 0.5  # and the template task is learnt, as in fp32
+
+
+def test_the_environment_records_whether_amp_recipes_train_in_bf16():
+    from niood_plugin.bench.provenance import environment
+    from niood_plugin.devices import fast_bf16
+
+    assert environment(torch.device("cpu"))["fast_bf16"] == fast_bf16("cpu")
+
+
+def test_both_loops_run_their_steps_inside_the_recipes_autocast(digits28, monkeypatch):
+    """The forward pass and the loss run inside ``Optimisation.autocast``, the backward pass
+    and the optimiser step outside it (a spy context counts the calls)."""
+    from niood_plugin.recipes import Optimisation
+
+    entered = []
+
+    class Spy:
+        def __enter__(self):
+            entered.append(torch.is_grad_enabled())
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(Optimisation, "autocast", lambda self, device: Spy())
+    xs, ys = template_data(32)
+    train_plain(_airnet(), BatchLoader(xs, ys, batch_size=16, shuffle=True, seed=0), 2, None, "cpu", recipe="airbench")
+    assert len(entered) == 2 * 2 and all(entered)
+    x, y = digits28
+    trainer = presets.create("smoke", build_classifier("airnet", 11, 1, width=4), 10, SHAPE, recipe="airbench", lr=None,
+                             callbacks=[], epochs=1, **TINY)
+    entered.clear()
+    trainer.fit(DataLoader(TensorDataset(x[:128], y[:128]), batch_size=64))
+    assert len(entered) == 2 * 2  # pre-training and one inversion epoch, two batches each
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_plain_with_amp_on_cuda_keeps_fp32_weights_and_statistics():
+    model = _airnet().cuda()
+    xs, ys = template_data(64)
+    history = train_plain(model, BatchLoader(xs, ys, batch_size=32, shuffle=True, seed=0, device="cuda"), 2, None,
+                          "cuda", recipe="airbench", channels_last=True)
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    bn = [m for m in model.modules() if isinstance(m, ShiftBatchNorm)]
+    assert bn and all(m.running_mean.dtype == torch.float32 and torch.isfinite(m.running_var).all() for m in bn)

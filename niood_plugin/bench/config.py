@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..errors import ConfigError
-from ..validation import Boolean, Interval, check_param
+from ..validation import Boolean, Interval, Options, check_param
 from .defaults import DEFAULT_WIDTH, id_defaults
 
 
@@ -59,6 +59,7 @@ class BenchConfig:
     negatives: Optional[dict[str, Any]] = field(
         default_factory=lambda: {"kinds": "warp", "per_image": 1.0, "last_epochs": 2})
     ue_variant: str = "combined"
+    tta: str = "none"                       # test-time augmentation when scoring: "none", "flip" (FlipAveraged)
     fig_epochs: Optional[int] = None        # FIG fine-tuning epochs on 'standard'; None: its stop rule
     fig_max_epochs: int = 5                 # ... at most this many epochs under the stop rule
     bal_epochs: int = 5                     # BAL generator/discriminator epochs on 'standard' features
@@ -179,7 +180,7 @@ CONSTRAINTS: dict[str, list[Any]] = {
     "methods": [_Names()], "detectors": [_Names(), None],
     "preset": [_Text(), None], "epochs": [_POS, None], "classifier": [_Text(), None], "width": [_POS, None],
     "augment": [_Text(), None],
-    "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()],
+    "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()], "tta": [Options("none", "flip")],
     "fig_epochs": [_POS, None], "fig_max_epochs": [_POS], "bal_epochs": [_POS],
     "data_root": [_Text(path=True), None], "out": [_Text(path=True)], "cache_dir": [_Text(path=True), None],
     "device": [_Text()], "seed": [Interval(int, 0, 2**32 - 1)],

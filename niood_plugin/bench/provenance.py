@@ -83,11 +83,13 @@ def environment(device: torch.device) -> dict[str, Any]:
     import torchvision
 
     from .. import __version__, distributed
+    from ..devices import fast_bf16
 
     return {
         "python": platform.python_version(), "platform": platform.platform(), **machine(device),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "pytorch_ood": pytorch_ood.__version__,
         "timm": timm.__version__, "sklearn": sklearn.__version__, "niood_plugin": __version__,
         "world_size": distributed.world_size(),
+        "fast_bf16": fast_bf16(device),  # recipes with amp train in bf16 here (niood_plugin.recipes)
         "backend": torch.distributed.get_backend() if distributed.active() else None,
     }

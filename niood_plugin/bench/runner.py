@@ -31,6 +31,7 @@ from .feature_plots import feature_space
 from .config import BenchConfig, check
 from .detectors import DETECTORS, build, check_named, chosen, for_method, left_out
 from .evaluate import ood_metrics, represent, score
+from ..models import FlipAveraged
 from ..training import accuracy
 from .methods import METHODS, MethodContext, cache_key, list_methods, obtain
 from ..files import atomic_write_text, writes_into
@@ -230,6 +231,8 @@ def _run(cfg: BenchConfig, device: torch.device, started: float, t_start: float,
         t0 = time.perf_counter()
         tm = models.get(method)
         tm.model.to(device).eval()
+        if cfg.tta == "flip":  # scored (ID accuracy too) on the mean of each image and its mirror image
+            tm = dataclasses.replace(tm, model=FlipAveraged(tm.model))
         timings["train_s"][method] = time.perf_counter() - t0
         if not distributed.is_main():
             continue  # rank 0 scores

@@ -17,12 +17,13 @@ from ..validation import InstanceOf, validate_params
 
 from .protocol import FeatureClassifier, check_feature_classifier, check_garbage_outputs
 from .layout import as_channels_last, to_channels_last
-from .restrict import DropOutput, head_linear, last_linear
+from .restrict import DropOutput, add_garbage_output, head_linear, last_linear
 from .report import (ARCH_CONSTRAINTS, CONDITIONINGS, Report28Classifier, Report28Generator, Report32Classifier,
                      Report32Generator)
 from .timm_adapter import TimmClassifier
 from .cifar_resnet import cifar_resnet, resnet10_cifar, resnet18_cifar
 from .airnet import AirNet, airnet, init_whitening
+from .tta import FlipAveraged
 from ..errors import InvalidArgumentError
 
 _BUILD_CONSTRAINTS = {"name": [InstanceOf(str, "a registered or timm model name (str)")],
@@ -110,5 +111,5 @@ __all__ = [
     "Report32Classifier", "Report32Generator", "TimmClassifier", "build_classifier",
     "build_generator", "check_feature_classifier", "check_garbage_outputs", "cifar_resnet", "resnet10_cifar", "resnet18_cifar", "generator_for_shape", "list_classifiers",
     "list_generators", "register_classifier", "register_generator", "as_channels_last", "to_channels_last",
-    "airnet", "init_whitening",
+    "airnet", "init_whitening", "FlipAveraged", "add_garbage_output",
 ]

@@ -1,4 +1,5 @@
-"""A view of a garbage-class classifier without its garbage logit, and its linear head."""
+"""A view of a garbage-class classifier without its garbage logit, its linear head, and a
+trained K-way classifier given a garbage output (to fine-tune it into a K+1-way one)."""
 from __future__ import annotations
 
 import torch
@@ -62,3 +63,27 @@ def last_linear(model: nn.Module) -> tuple[Tensor, Tensor]:
     head = head_linear(model)
     bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
     return head.weight.detach(), bias.detach()
+
+
+@torch.no_grad()
+def add_garbage_output(model: nn.Module) -> nn.Module:
+    """Give a trained K-way classifier a (K+1)-th output, the garbage class, in place; returns
+    ``model``.  Its final ``nn.Linear`` (:func:`head_linear`) is replaced by one with K + 1 rows:
+    the K trained rows unchanged, and a garbage row that is their mean (weight and bias), so the
+    garbage logit starts as the mean of the K logits: far below the top logit on images the
+    model is sure of, level with it where the model cannot tell the classes apart.  Then train
+    it with :class:`~niood_plugin.InversionTrainer` (``pretrain_epochs=0``: a fine-tune)."""
+    head = head_linear(model)
+    owner, name = next(((m, n) for m in model.modules() for n, child in m.named_children() if child is head),
+                       (None, None))
+    if owner is None:
+        raise InvalidTypeError(f"add_garbage_output: {type(model).__name__}'s head is not a submodule it holds")
+    new = nn.Linear(head.in_features, head.out_features + 1, bias=head.bias is not None,
+                    device=head.weight.device, dtype=head.weight.dtype)
+    new.weight.copy_(torch.cat([head.weight, head.weight.mean(0, keepdim=True)]))
+    if head.bias is not None:
+        new.bias.copy_(torch.cat([head.bias, head.bias.mean(0, keepdim=True)]))
+    new.weight.requires_grad_(head.weight.requires_grad)
+    setattr(owner, name, new)
+    return model
+
