@@ -3,9 +3,10 @@ schedule extrapolated from measured steps (issue 20); benchmarks/perf.py does th
 
     python benchmarks/perf_cifar.py        # CPU; writes benchmarks/results/perf-cifar10.{json,md}
 
-For each backbone (``airnet`` at widths 32, 48 and 64 with the ``airbench`` recipe, batch 1,024
-and its flip + 2-pixel translation; ``resnet10-cifar`` at width 16 and the report's ``report32``
-at width 64 with Adam and crop+flip): a plain epoch (images/s of the ``standard`` loop), an
+For each backbone (``airnet`` at widths 32, 48 and 64 with the preset ``cifar-airbench``: the
+``airbench`` recipe, batch 1,024, bf16 where the CPU computes it natively, flip + 2-pixel
+translation; ``resnet10-cifar`` at width 16 and the report's ``report32`` at width 64 with the
+Adam preset ``cifar`` and crop+flip): a plain epoch (images/s of the ``standard`` loop), an
 inversion step (generated samples/s through the frozen classifier and the generator's backward
 pass) and a retraining epoch of :class:`InversionTrainer` (ID + garbage images/s), both with
 the ``cifar`` preset's garbage settings.  Synthetic pixels: throughput does not depend on them.
@@ -23,20 +24,22 @@ from pathlib import Path
 import torch
 
 from niood_plugin.bench.provenance import environment, git_state
+from niood_plugin.devices import fast_bf16, tune_cpu_allocator
 from niood_plugin.presets import create as create_trainer
 from niood_plugin.data import TensorData, build_augmentation
 from niood_plugin.files import atomic_write_text
 from niood_plugin.models import build_classifier, to_channels_last
+from niood_plugin.recipes import get_recipe
 from niood_plugin.training import train_plain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf import header, recipe, report_schedule  # noqa: E402  (benchmarks/perf.py: the same measurement for MNIST)
 
 SHAPE, K = (3, 32, 32), 10
-#: label -> (classifier, its keywords, recipe, augmentation, ID batch size)
-BACKBONES = {**{f"airnet-w{w}": ("airnet", {"width": w}, "airbench", "flip-translate2", 1024) for w in (32, 48, 64)},
-             "resnet10-cifar-w16": ("resnet10-cifar", {"width": 16}, "adam", "crop-flip", None),
-             "report32-ncf64": ("report32", {"ncf": 64}, "adam", "crop-flip", None)}
+#: label -> (classifier, its keywords, preset: the optimisation recipe and batch size, augmentation)
+BACKBONES = {**{f"airnet-w{w}": ("airnet", {"width": w}, "cifar-airbench", "flip-translate2") for w in (32, 48, 64)},
+             "resnet10-cifar-w16": ("resnet10-cifar", {"width": 16}, "cifar", "crop-flip"),
+             "report32-ncf64": ("report32", {"ncf": 64}, "cifar", "crop-flip")}
 
 
 def fake_data(n: int, seed: int = 0) -> TensorData:
@@ -45,23 +48,21 @@ def fake_data(n: int, seed: int = 0) -> TensorData:
     return TensorData(x, torch.randint(0, K, (n,), generator=g), "fake")
 
 
-def phases(name: str, kwargs: dict, recipe_name: str, augment: str, batch_size, device, n_train: int) -> dict:
-    """Plain epoch, then one inversion epoch of the ``cifar`` preset (no negatives), on ``n_train``
-    images, with optimisation recipe ``recipe_name`` (``batch_size`` None: the preset's)."""
+def phases(name: str, kwargs: dict, preset: str, augment: str, device, n_train: int) -> dict:
+    """Plain epoch, then one inversion epoch (no negatives) with ``preset``'s recipe and batch
+    size and the garbage settings every CIFAR preset shares, on ``n_train`` images."""
     data = fake_data(n_train)
-    cfg = recipe("cifar")
-    batch = batch_size or cfg.batch_size
-    loader = data.loader(batch_size=batch, shuffle=True, augment=build_augmentation(augment), device=device)
-    lr = cfg.lr if recipe_name == "adam" else None  # None: the recipe's own
+    cfg = recipe(preset)
+    loader = data.loader(batch_size=cfg.batch_size, shuffle=True, augment=build_augmentation(augment), device=device)
     torch.manual_seed(0)
     plain = to_channels_last(build_classifier(name, K, 3, **kwargs)).to(device)
-    plain_s = train_plain(plain, loader, 1, lr, device, channels_last=True, recipe=recipe_name)[0]["time_s"]
+    plain_s = train_plain(plain, loader, 1, cfg.lr, device, channels_last=True, recipe=cfg.recipe)[0]["time_s"]
     clf = build_classifier(name, K + 1, 3, **kwargs)
-    trainer = create_trainer("cifar", clf, K, SHAPE, epochs=1, negatives=None, device=device, progress=False,
-                             recipe=recipe_name, lr=lr)
+    trainer = create_trainer(preset, clf, K, SHAPE, epochs=1, negatives=None, device=device, progress=False)
     e = trainer.fit(loader)[1]
     samples = cfg.inversion_steps * cfg.samples_per_step
-    return {"n_train": n_train, "recipe": recipe_name, "augment": augment, "batch_size": batch,
+    return {"n_train": n_train, "preset": preset, "recipe": cfg.recipe, "augment": augment,
+            "batch_size": cfg.batch_size, "fast_bf16": fast_bf16(device) and get_recipe(cfg.recipe).amp,
             "plain_epoch_s": plain_s, "plain_images_per_s": n_train / plain_s,
             "inversion_s": e["inversion_time_s"], "inversion_samples_per_s": samples / e["inversion_time_s"],
             "retrain_s": e["retrain_time_s"], "retrain_images_per_s": (n_train + e["garbage_size"]) / e["retrain_time_s"],
@@ -70,10 +71,11 @@ def phases(name: str, kwargs: dict, recipe_name: str, augment: str, batch_size, 
 
 def render(r: dict) -> str:
     lines = header(r, "perf, CIFAR-10 geometry") + [
-             "| backbone | recipe, batch | plain epoch img/s | inversion samples/s | retraining img/s | "
+             "| backbone | recipe, batch, bf16 | plain epoch img/s | inversion samples/s | retraining img/s | "
              "inversion epoch / plain epoch |", "|---|---|---|---|---|---|"]
     for name, p in r["backbones"].items():
-        lines.append(f"| {name} | {p['recipe']}, {p['batch_size']} | {p['plain_images_per_s']:.0f} | "
+        lines.append(f"| {name} | {p['recipe']}, {p['batch_size']}, {'bf16' if p['fast_bf16'] else 'fp32'} | "
+                     f"{p['plain_images_per_s']:.0f} | "
                      f"{p['inversion_samples_per_s']:.0f} | {p['retrain_images_per_s']:.0f} | {p['epoch_ratio']:.2f} |")
     lines += ["", f"Phases measured on {next(iter(r['backbones'].values()))['n_train']} synthetic images, preset "
               "`cifar`'s garbage (100 inversion steps x 220 samples, 2,200 garbage images per epoch), no negatives.", ""]
@@ -101,6 +103,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown backbone(s) {unknown}; choose from {', '.join(BACKBONES)}")
     device = torch.device(args.device)
+    tune_cpu_allocator()  # as niood-bench does
     t0, code = time.perf_counter(), git_state()
     result = {"backbones": {label: phases(*BACKBONES[label], device, args.n_train) for label in labels},
               "environment": environment(device), "command": "python " + " ".join(sys.argv), "code": code}

@@ -16,7 +16,10 @@ file; this script replaces what is between the two lines and leaves the rest alo
   ID accuracy and time;
 - ``cifar10:report``: the report's published CIFAR-10 AUROC against our faithful run of its
   settings (``benchmarks/results/cifar10-report``) and our main configuration, on shared sets;
-- ``default-run``: the default ``niood-bench run`` (``benchmarks/results/default-run``).
+- ``default-run``: the default ``niood-bench run`` (``benchmarks/results/default-run``);
+- ``cifar10:recipe``: the CIFAR-10 training recipe's points (``benchmarks/results/cifar10-recipe/*``:
+  the plain model against Tiny ImageNet's validation part): passes, training minutes, ID
+  accuracy, validation AUROC, numerics, machine and commit of each.
 
 A run is the directory ``benchmarks/results/DATASET`` (seed 0, the config's ``out``) or
 ``DATASET-seedN``. Only the standard library is used, so this runs without the package.
@@ -34,7 +37,7 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-FILES = [ROOT / "README.md", ROOT / "docs" / "results.md"]
+FILES = [ROOT / "README.md", ROOT / "docs" / "results.md", ROOT / "docs" / "research.md"]
 DATASETS = ("mnist", "fashionmnist", "cifar10")
 OURS, PLAIN = "inversion", "standard"
 DEFAULT = "garbage"  # UEDetector's default for a garbage-class model (research/results/README.md)
@@ -270,9 +273,33 @@ def report_table() -> str:
             f"{res_f['timings']['total_s'] / 60:.0f} min, commit `{commit_of(faithful, res_f)}`.\n")
 
 
+def recipe_table() -> str:
+    """One row per results folder under ``cifar10-recipe``, by net width and passes."""
+    rows = []
+    for d in sorted((RESULTS / "cifar10-recipe").glob("*/results.json")):
+        res = load(d.parent)
+        cfg, env, info = res["config"], res.get("environment", {}), res["methods"]["standard"]
+        recipe = (cfg.get("hparams") or {}).get("recipe", "airbench")
+        numerics = "bf16" if env.get("fast_bf16") and recipe != "airbench-fp32" else "fp32"
+        per = {det: per_set(res, PLAIN, det).get("tinyimagenet-val") for det in ("msp", "energy", "knn", "mahalanobis")}
+        cells = " | ".join(f4(v) if v is not None else "" for v in per.values())
+        rows.append(((cfg.get("classifier"), cfg.get("width") or 0, len(info["history"]), (cfg.get("tta") or "none") != "none",
+                      d.parent.name),
+                     f"| {cfg.get('classifier')} w{cfg.get('width')} | {recipe}, {numerics} | {len(info['history'])} | "
+                     f"{info['train_time_s'] / 60:.1f} | {f4(info['id_accuracy'])} | {cfg.get('tta') or 'none'} | "
+                     f"{cells} | {env.get('cpu', '?')} | `{commit_of(d.parent, res)}` | `{d.parent.name}` |"))
+    if not rows:
+        return "_No committed runs under benchmarks/results/cifar10-recipe._\n"
+    head = ("| net | recipe, numerics | passes | train min | ID acc | TTA | AUROC tinyimagenet-val: MSP | Energy | "
+            "KNN | Mahalanobis | CPU (2 cores) | commit | folder |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    return head + "\n".join(r for _, r in sorted(rows)) + "\n"
+
+
 def render(name: str) -> Optional[str]:
     if name == "default-run":
         return default_run()
+    if name == "cifar10:recipe":
+        return recipe_table()
     if name == "cifar10:report":
         return report_table()
     ds, _, kind = name.partition(":")
@@ -300,7 +327,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = p.parse_args(argv)
     if a.print:
         for name in [*DATASETS, *(f"{d}:detail" for d in DATASETS), *(f"{d}:methods" for d in DATASETS), "cifar10:report",
-                     "default-run"]:
+                     "default-run", "cifar10:recipe"]:
             print(f"## {name}\n\n{render(name)}")
         return 0
     stale = []

@@ -153,11 +153,13 @@ class FashionMNISTOneVsRest(OneVsRest):
 
 
 class CIFAR10OneVsRest(OneVsRest):
-    """CIFAR-10 against Tiny ImageNet, MNIST, Fashion-MNIST and two noise sets; SVHN, CIFAR-100,
-    Textures and Places365 when present (torchvision downloads them online)."""
+    """CIFAR-10 against Tiny ImageNet's test part (``tinyimagenet-test``: 8,000 images; the other
+    2,000, ``tinyimagenet-val``, are kept apart for choosing recipes), MNIST, Fashion-MNIST and
+    two noise sets; SVHN, CIFAR-100, Textures and Places365 when present (torchvision downloads
+    them online)."""
 
     id_name = "cifar10"
-    default_ood = ("tinyimagenet", "mnist", "fashionmnist", "gaussian", "uniform")
+    default_ood = ("tinyimagenet-test", "mnist", "fashionmnist", "gaussian", "uniform")
     default_ood_optional = ("svhn", "cifar100", "textures", "places365")
 
 

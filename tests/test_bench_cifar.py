@@ -22,18 +22,21 @@ CPU = torch.device("cpu")
 # ----------------------------------------------------------------------------- defaults by ID geometry
 
 def test_id_defaults():
-    assert id_defaults("cifar10") == {"preset": "cifar", "classifier": "resnet10-cifar", "augment": "crop-flip"}
-    assert id_defaults("mnist") == {"preset": "fast", "classifier": "report28", "augment": "none"}
+    assert id_defaults("cifar10") == {"preset": "cifar-airbench", "classifier": "airnet", "augment": "flip-translate2",
+                                      "tta": "flip"}
+    assert id_defaults("mnist") == {"preset": "fast", "classifier": "report28", "augment": "none", "tta": "none"}
 
 
 def test_resolved_fills_only_what_is_missing():
     cfg = BenchConfig(id="cifar10")
     r = cfg.resolved()
-    assert (r.preset, r.classifier, r.width, r.augment) == ("cifar", "resnet10-cifar", 16, "crop-flip")
+    assert (r.preset, r.classifier, r.width, r.augment, r.tta) == ("cifar-airbench", "airnet", 64, "flip-translate2",
+                                                                   "flip")
     assert cfg.preset is None and cfg.width is None and cfg.classifier is None  # a copy
-    explicit = BenchConfig(id="cifar10", preset="fast", classifier="resnet10-cifar", width=8, augment="none")
+    explicit = BenchConfig(id="cifar10", preset="fast", classifier="resnet10-cifar", width=8, augment="none",
+                           tta="none")
     r = explicit.resolved()
-    assert (r.preset, r.classifier, r.width, r.augment) == ("fast", "resnet10-cifar", 8, "none")
+    assert (r.preset, r.classifier, r.width, r.augment, r.tta) == ("fast", "resnet10-cifar", 8, "none", "none")
     # the width default follows the explicitly chosen classifier
     assert BenchConfig(id="cifar10", classifier="report32").resolved().width == DEFAULT_WIDTH["report32"] == 32
     assert BenchConfig(id="mnist").resolved().width == 32

@@ -91,8 +91,8 @@ def test_the_default_scores_each_method_with_the_detectors_that_apply_to_it(tmp_
     assert standard == [d for d in BUILT_IN if d not in ("ue-id", "garbage")]
     assert {r["scored_on"] for r in rows if r["detector"] in ("ue", "msp")} == {"K logits"}
     note = [n for n in _notes(cfg, data) if n.startswith("detectors not scored")]
-    assert note == ["detectors not scored on methods they do not apply to: ue-id (method inversion only) on "
-                    "standard; garbage (method inversion only) on standard; bal (method bal only) on inversion, "
+    assert note == ["detectors not scored on methods they do not apply to: ue-id (method inversion or inversion-ft only) on "
+                    "standard; garbage (method inversion or inversion-ft only) on standard; bal (method bal only) on inversion, "
                     "standard"]
 
 
@@ -176,5 +176,5 @@ def test_list_prints_each_detector_from_its_entry(tmp_path):
     assert "with method bal" not in result.output
     bal = next(x for x in lines if x.strip().startswith("bal "))
     assert "method bal only" in bal
-    assert any(x.strip().startswith("garbage ") and "method inversion only" in x for x in lines)
+    assert any(x.strip().startswith("garbage ") and "method inversion or inversion-ft only" in x for x in lines)
     assert "suites: cifar10, fashionmnist, mnist, openood" in result.output

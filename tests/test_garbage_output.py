@@ -40,3 +40,26 @@ def test_the_extended_model_fine_tunes_without_pretraining(digits28):
     history = trainer.fit(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:128], y[:128]), batch_size=64))
     assert [h["phase"] for h in history] == ["pretrain", "inversion"]
     assert "train_loss" not in history[0] and history[1]["train_garbage_acc"] >= 0.0
+
+
+def test_the_harness_fine_tunes_the_standard_model_as_inversion_ft(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from niood_plugin.cli import main
+
+    config = tmp_path / "ft.toml"
+    config.write_text('id = "synthetic"\nood = ["gaussian"]\nmethods = ["standard", "inversion-ft"]\n'
+                      'preset = "smoke"\nfinetune_epochs = 2\nfinetune_lr = 5e-4\ndetectors = ["msp", "garbage"]\n')
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--config", str(config), "--quiet", "--test-limit", "40",
+                                       "--train-limit", "200", "--epochs", "1", "--out", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    ft, plain = res["methods"]["inversion-ft"], res["methods"]["standard"]
+    assert [h["phase"] for h in ft["history"]] == ["pretrain", "inversion", "inversion"]  # no pre-training epochs
+    assert "train_loss" not in ft["history"][0] and ft["history"][1]["lr"] < 5e-4 * 1.0001
+    assert ft["train_time_s"] > plain["train_time_s"] and ft["garbage_index"] == 10
+    assert {r["detector"] for r in res["results"] if r["method"] == "inversion-ft"} == {"msp", "garbage"}

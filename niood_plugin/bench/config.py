@@ -59,10 +59,12 @@ class BenchConfig:
     negatives: Optional[dict[str, Any]] = field(
         default_factory=lambda: {"kinds": "warp", "per_image": 1.0, "last_epochs": 2})
     ue_variant: str = "combined"
-    tta: str = "none"                       # test-time augmentation when scoring: "none", "flip" (FlipAveraged)
+    tta: Optional[str] = None               # test-time augmentation when scoring: "none", "flip"; None: by ID geometry
     fig_epochs: Optional[int] = None        # FIG fine-tuning epochs on 'standard'; None: its stop rule
     fig_max_epochs: int = 5                 # ... at most this many epochs under the stop rule
     bal_epochs: int = 5                     # BAL generator/discriminator epochs on 'standard' features
+    finetune_epochs: int = 3                # inversion-ft: inversion epochs on 'standard' given a garbage output
+    finetune_lr: Optional[float] = None     # ... at this learning rate (the recipe's unit); None: the preset's
     data_root: Optional[str] = None
     out: str = "runs/mnist"
     cache_dir: Optional[str] = None         # trained models; default <out>/models
@@ -80,7 +82,7 @@ class BenchConfig:
         return dataclasses.asdict(self)
 
     def resolved(self) -> "BenchConfig":
-        """A copy with ``preset``, ``classifier``, ``width`` and ``augment`` filled in where
+        """A copy with ``preset``, ``classifier``, ``width``, ``augment`` and ``tta`` filled in where
         None, from :func:`id_defaults` (unchanged if ``id`` is not a known dataset)."""
         try:
             defaults = id_defaults(self.id)
@@ -180,8 +182,9 @@ CONSTRAINTS: dict[str, list[Any]] = {
     "methods": [_Names()], "detectors": [_Names(), None],
     "preset": [_Text(), None], "epochs": [_POS, None], "classifier": [_Text(), None], "width": [_POS, None],
     "augment": [_Text(), None],
-    "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()], "tta": [Options("none", "flip")],
+    "hparams": [_Table()], "negatives": [_Table(), None], "ue_variant": [_Text()], "tta": [Options("none", "flip"), None],
     "fig_epochs": [_POS, None], "fig_max_epochs": [_POS], "bal_epochs": [_POS],
+    "finetune_epochs": [_POS], "finetune_lr": [Interval(float, 0, None, closed="neither"), None],
     "data_root": [_Text(path=True), None], "out": [_Text(path=True)], "cache_dir": [_Text(path=True), None],
     "device": [_Text()], "seed": [Interval(int, 0, 2**32 - 1)],
     "train_limit": [_POS, None], "test_limit": [_POS, None], "fit_limit": [_POS], "batch_size": [_POS],

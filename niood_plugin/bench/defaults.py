@@ -15,14 +15,17 @@ WIDTH_ARGUMENT = {"report28": "ncf", "report32": "ncf", "resnet10-cifar": "width
 
 
 def id_defaults(dataset: str) -> dict[str, Any]:
-    """What ``niood-bench run --id DATASET`` uses when the preset, classifier or augmentation is
-    not given: 32x32 RGB sets (CIFAR-10, SVHN, ...) get the CIFAR recipe (preset ``cifar``, a
-    CIFAR ResNet-10 at width 16, random crop and flip); other sets the quick recipe (preset
-    ``fast``, the report's classifier for their size, no augmentation)."""
+    """What ``niood-bench run --id DATASET`` uses when the preset, classifier, augmentation or
+    test-time augmentation is not given: 32x32 RGB sets (CIFAR-10, SVHN, ...) get the CIFAR
+    recipe (preset ``cifar-airbench``, ``airnet`` at width 64, flip and 2-pixel translation,
+    scores on each image and its mirror image); other sets the quick recipe (preset ``fast``,
+    the report's classifier for their size, no augmentation, no test-time augmentation: digits
+    are not mirror-symmetric)."""
     from ..data import get_spec
 
     shape = get_spec(dataset).shape
     if shape is not None and shape[0] == 3 and shape[1:] == (32, 32):
-        return {"preset": "cifar", "classifier": "resnet10-cifar", "augment": "crop-flip"}
+        return {"preset": "cifar-airbench", "classifier": "airnet", "augment": "flip-translate2", "tta": "flip"}
     size = None if shape is None else shape[1:]
-    return {"preset": "fast", "classifier": "report32" if size == (32, 32) else "report28", "augment": "none"}
+    return {"preset": "fast", "classifier": "report32" if size == (32, 32) else "report28", "augment": "none",
+            "tta": "none"}

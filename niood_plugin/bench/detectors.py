@@ -188,7 +188,7 @@ def _bal(d: BuildInputs) -> Detector:
     return BALDetector(d.model, d.tm.extra["discriminator"])
 
 
-_GARBAGE = {"needs_garbage": True, "methods": ("inversion",), "feed": "full-logits"}
+_GARBAGE = {"needs_garbage": True, "methods": ("inversion", "inversion-ft"), "feed": "full-logits"}
 _FEATURES = {"needs_fit": True, "feed": "features", "scored_on": "penultimate features"}
 for _name, _entry in {
     "ue": DetectorEntry(_ue, feed="full-logits", scored_on=_ue_on,

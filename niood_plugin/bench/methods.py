@@ -27,7 +27,7 @@ from ..data import TensorData, build_augmentation
 from .. import distributed
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_torch_save, load_checkpoint
-from ..models import build_classifier, init_whitening, to_channels_last
+from ..models import add_garbage_output, build_classifier, init_whitening, to_channels_last
 from ..models.airnet import PatchWhitening
 from ..negatives import Negatives
 from ..pool import quantize
@@ -129,9 +129,23 @@ class MethodContext:
 
 
 def _train_inversion(ctx: MethodContext) -> TrainedModel:
-    recipe = ctx.recipe()
-    clf = ctx.new_classifier(ctx.num_classes + 1)
-    ckpt = ctx.checkpoint_path("inversion")  # tied to the settings
+    """Ours from scratch: pre-training on ID data and noise, then the preset's inversion epochs."""
+    return _fit_inversion(ctx, "inversion", ctx.new_classifier(ctx.num_classes + 1), ctx.recipe(), 0.0)
+
+
+def _train_inversion_ft(ctx: MethodContext) -> TrainedModel:
+    """Ours as a fine-tune of the cached ``standard`` model: its head gets a garbage output
+    (:func:`~niood_plugin.models.add_garbage_output`), then ``finetune_epochs`` epochs of invert
+    and retrain at ``finetune_lr``, no pre-training; its cost includes the ``standard`` model."""
+    base = ctx.get("standard")
+    lr = {} if ctx.cfg.finetune_lr is None else {"lr": ctx.cfg.finetune_lr}
+    recipe = ctx.recipe().updated(epochs=ctx.cfg.finetune_epochs, pretrain_epochs=0, **lr)
+    clf = add_garbage_output(copy.deepcopy(base.model)).to(ctx.device)
+    return _fit_inversion(ctx, "inversion-ft", clf, recipe, base.train_time_s)
+
+
+def _fit_inversion(ctx: MethodContext, method: str, clf: nn.Module, recipe: Preset, before_s: float) -> TrainedModel:
+    ckpt = ctx.checkpoint_path(method)  # tied to the settings
     callbacks = [Measure(), SampleGrid(ctx.sample_dir, final_only=True), *ctx.probes(ctx.num_classes),
                  Checkpoint(ckpt)]
     trainer = recipe.create(clf, ctx.num_classes, ctx.image_shape, negatives=ctx.negatives(), device=ctx.device,
@@ -141,7 +155,7 @@ def _train_inversion(ctx: MethodContext) -> TrainedModel:
     history = trainer.fit(ctx.loader(recipe.batch_size), val_loader=_val_loader(ctx), resume=resume)
     # On resume, time spent before the interruption is in the history.
     elapsed = sum(h.get("time_s", 0.0) for h in history) if resume else time.perf_counter() - t0 - probe_seconds(history)
-    return TrainedModel("inversion", clf.eval(), ctx.num_classes, ctx.num_classes, elapsed, history,
+    return TrainedModel(method, clf.eval(), ctx.num_classes, ctx.num_classes, before_s + elapsed, history,
                         samples=quantize(trainer.garbage.inverter.sample(SAMPLES)[0].cpu()))
 
 
@@ -266,6 +280,11 @@ register_method(Method(
                              ctx.num_classes, 0.0),
     _train_inversion, "ours: K+1 classifier, garbage class filled by network inversion"))
 register_method(Method(
+    "inversion-ft",
+    lambda ctx: TrainedModel("inversion-ft", ctx.new_classifier(ctx.num_classes + 1), ctx.num_classes,
+                             ctx.num_classes, 0.0),
+    _train_inversion_ft, "ours as a fine-tune: 'standard' given a garbage output, then the inversion epochs"))
+register_method(Method(
     "standard",
     lambda ctx: TrainedModel("standard", ctx.new_classifier(ctx.num_classes), ctx.num_classes, None, 0.0),
     _train_standard, "same architecture, K outputs, plain cross-entropy"))
@@ -316,14 +335,16 @@ def cache_key(method: str, ctx: MethodContext, world_size: Optional[int] = None)
     """Hash of everything that changes the trained weights of ``method``; ``world_size``: the
     number of processes to key for (default: this run's)."""
     cfg = ctx.cfg
-    negatives = ctx.negatives() if method == "inversion" else None
+    negatives = ctx.negatives() if method in ("inversion", "inversion-ft") else None
     payload = {
         "method": method, "id": cfg.id, "train_limit": cfg.train_limit, "seed": cfg.seed,
         "classifier": ctx.classifier_name(), "width": ctx.width(), "image_shape": list(ctx.image_shape),
         "config": ctx.recipe().to_dict(), "n_train": len(ctx.train), "version": CACHE_FORMAT,
         "negatives": None if negatives is None else negatives.to_dict(),
         "peers": {"fig_epochs": cfg.fig_epochs, "fig_max_epochs": cfg.fig_max_epochs,
-                  "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else {},
+                  "bal_epochs": cfg.bal_epochs} if method in ("fig", "bal") else
+                 {"finetune_epochs": cfg.finetune_epochs, "finetune_lr": cfg.finetune_lr} if method == "inversion-ft"
+                 else {},
     }
     defaults = _peer_defaults(method)
     if defaults:  # a peer's own hyperparameters: a changed default retrains it
