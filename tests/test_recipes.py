@@ -286,7 +286,7 @@ def test_airbench_preset_and_the_adam_defaults():
     assert presets.get_preset("airbench").updated(lr=5.0).to_dict()["trainer"]["lr"] == 5.0
     default = presets.get_preset("cifar-airbench")
     assert (default.to_dict()["trainer"]["recipe"], default.batch_size, default.total_epochs) == (
-        "airbench", 1024, 1 + presets.CIFAR_EPOCHS)
+        "airbench-no-smoothing", 1024, 1 + presets.CIFAR_EPOCHS)
 
 
 def test_harness_whitens_airnet_from_the_id_images_and_passes_the_recipe(tmp_path, monkeypatch):
