@@ -228,7 +228,8 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--classifier", help="Classifier every method trains (default: by ID geometry; `niood-bench list`).")
 @click.option("--width", type=int, help="Base width of the classifier (default: the classifier's).")
 @click.option("--tta", type=click.Choice(["none", "flip"]),
-              help="Test-time augmentation when scoring: none (default) or flip (mean of each image and its mirror).")
+              help="Test-time augmentation when scoring: none or flip (mean of each image and its mirror); "
+                   "default: by ID geometry (flip for 32x32 RGB sets, else none).")
 @click.option("--preset", help="Hyperparameter preset (default: fast for 28x28 sets, cifar for 32x32 RGB), report, smoke, ...")
 @click.option("--data-root", envvar="NIOOD_DATA",
               help="Where datasets are looked for [env NIOOD_DATA; default ~/.cache/niood/data].")
