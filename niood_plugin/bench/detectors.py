@@ -30,7 +30,6 @@ from pytorch_ood.detector import KNN, ODIN, EnergyBased, Entropy, Mahalanobis, M
 from torch import Tensor, nn
 
 from ..detector import UEDetector
-from ..garbage_knn import GarbageKNN
 from ..errors import ConfigError, InvalidArgumentError, InvalidTypeError
 from ..models import DropOutput, last_linear
 from ..registry import Registry
@@ -199,10 +198,6 @@ for _name, _entry in {
                            description="the report's UE over the K ID logits, garbage output excluded", **_GARBAGE),
     "garbage": DetectorEntry(lambda d: UEDetector(d.model, d.garbage_index, "garbage"),
                              scored_on="garbage probability", description="the garbage probability", **_GARBAGE),
-    "garbage-knn": DetectorEntry(lambda d: GarbageKNN(d.model, d.garbage_index).fit_features(*d.fit),
-                                 description="GarbageKNN: the garbage output's and the KNN distance's ID quantiles, "
-                                             "summed", **{**_GARBAGE, **_FEATURES,
-                                                          "scored_on": "garbage log-odds + KNN distance (ID quantiles)"}),
     "msp": DetectorEntry(lambda d: MaxSoftmax(d.post_hoc), description="maximum softmax probability"),
     "odin": DetectorEntry(lambda d: ODIN(d.post_hoc), feed="inputs",
                           scored_on=lambda d: d.id_logits_label + ", input perturbation",
