@@ -231,6 +231,9 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
               help="Test-time augmentation when scoring: none or flip (mean of each image and its mirror); "
                    "default: by ID geometry (flip for 32x32 RGB sets, else none).")
 @click.option("--preset", help="Hyperparameter preset (default: fast for 28x28 sets, cifar for 32x32 RGB), report, smoke, ...")
+@click.option("--finetune-epochs", type=int, help="inversion-ft: inversion epochs on the 'standard' model (default 3).")
+@click.option("--finetune-lr", type=float,
+              help="inversion-ft: their learning rate, in the recipe's unit (default: the preset's).")
 @click.option("--data-root", envvar="NIOOD_DATA",
               help="Where datasets are looked for [env NIOOD_DATA; default ~/.cache/niood/data].")
 @click.option("--out", help="Output directory (default runs/<id>); holds this run's results only.")
@@ -242,8 +245,8 @@ _SET_HELP = ("Trainer hyperparameter, e.g. --set gamma=10, or negatives entry: -
 @click.option("--resume", is_flag=True, help="Continue an interrupted training from its last epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines; print the table only.")
 @_handle_errors
-def run(config_file, id_, ood, suite, methods, detectors, epochs, classifier, width, tta, preset, data_root, out,
-        device, seed, train_limit, test_limit, sets, resume, quiet) -> None:
+def run(config_file, id_, ood, suite, methods, detectors, epochs, classifier, width, tta, preset, finetune_epochs,
+        finetune_lr, data_root, out, device, seed, train_limit, test_limit, sets, resume, quiet) -> None:
     """Train each method once, score it with every detector, write tables and plots.
 
     Under torchrun (`torchrun --nproc-per-node N -m niood_plugin.cli run ...`) every process
@@ -255,7 +258,8 @@ def run(config_file, id_, ood, suite, methods, detectors, epochs, classifier, wi
     quiet = quiet or (distributed.launched() and os.environ["RANK"] != "0")  # one rank talks
     _setup_logging(quiet)
     flags = {"id": id_, "ood": _csv(ood), "suite": suite, "methods": _csv(methods), "detectors": _csv(detectors),
-             "epochs": epochs, "classifier": classifier, "width": width, "tta": tta, "preset": preset, "data_root": data_root,
+             "epochs": epochs, "classifier": classifier, "width": width, "tta": tta, "preset": preset,
+             "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "data_root": data_root,
              "out": out, "device": device,
              "seed": seed, "train_limit": train_limit, "test_limit": test_limit}
     cfg = _config(config_file, flags, sets)

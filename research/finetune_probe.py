@@ -94,6 +94,22 @@ def evaluate(model, data, device, k: int, tta: bool) -> dict:
     return row
 
 
+@torch.no_grad()
+def bn_check(model, data, device, share: float, batch: int = 1024) -> dict:
+    """ID test accuracy when BatchNorm normalises with the statistics of batches of ``batch`` ID
+    images plus ``share`` of that many clamped Gaussian-noise images (the noise garbage), the
+    weights untouched (a copy of the model in train mode; its running statistics are not kept)."""
+    m = copy.deepcopy(model).train()
+    g = torch.Generator().manual_seed(0)
+    correct = n = 0
+    for x, y in data.test.loader(batch_size=batch, shuffle=True, seed=0):  # the test split is sorted by class
+        noise = torch.randn(int(share * len(x)), *x.shape[1:], generator=g).clamp_(-1, 1)
+        logits = m(torch.cat([x, noise]).to(device))[:len(x)]
+        correct += int((logits.argmax(1).cpu() == y).sum())
+        n += len(y)
+    return {"noise_share": share, "id_acc_batch_stats": correct / n}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
@@ -103,6 +119,7 @@ def main() -> int:
     ap.add_argument("--try", action="append", default=[], dest="tries", help="lr=X[,noise=N]: lr in the recipe's unit, N noise garbage images (default: an average class)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--json")
+    ap.add_argument("--bn-check", action="store_true", help="only: ID accuracy with batch statistics of ID + noise")
     args = ap.parse_args()
     cfg = apply(BenchConfig(), load_config_file(args.config), args.config)
     cfg = apply(cfg, {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.opt)}, "--opt")
@@ -111,6 +128,12 @@ def main() -> int:
     data = load_data(cfg)
     base = model_source(cfg, data, device, progress=False, resume=False, train_missing=False)("standard")
     k, shape, tta = data.num_classes, tuple(data.image_shape), cfg.resolved().tta == "flip"
+    if args.bn_check:  # no training: ID accuracy with BatchNorm on batch statistics of ID + noise
+        rows = [bn_check(base.model, data, device, share) for share in (0.0, 0.05, 0.1, 0.2)]
+        print(rows, flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"argv": sys.argv, "bn_check": rows}, indent=1))
+        return 0
     rows = [{"setting": "standard", **evaluate(base.model, data, device, k, tta)}]
     print(rows[-1], flush=True)
     for t in args.tries:

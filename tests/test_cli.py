@@ -173,3 +173,13 @@ def test_classifier_and_width_flags_reach_the_run(tmp_path):
 
     cfg = _config(None, {"id": "synthetic", "classifier": "airnet", "width": 8}, ())
     assert (cfg.classifier, cfg.width) == ("airnet", 8)
+
+
+def test_finetune_flags_reach_the_run_and_are_checked(tmp_path):
+    from niood_plugin.cli import _config
+
+    cfg = _config(None, {"id": "synthetic", "finetune_epochs": 1, "finetune_lr": 0.5}, ())
+    assert (cfg.finetune_epochs, cfg.finetune_lr) == (1, 0.5)
+    result = CliRunner().invoke(main, SMOKE + ["--out", str(tmp_path / "o"), "--finetune-lr", "-1"])
+    assert result.exit_code == 2 and "finetune_lr" in result.output
+    assert not (tmp_path / "o").exists()
