@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+from pytorch_ood.detector import KNN
 
 from niood_plugin.bench.config import BenchConfig, apply, apply_sets, load_config_file, parse_value
+from niood_plugin.bench.evaluate import ood_metrics
 from niood_plugin.bench.runner import load_data, model_source
 from niood_plugin.data import build_augmentation
 from niood_plugin.models import FlipAveraged, add_garbage_output
@@ -38,17 +39,14 @@ def outputs(model, data, device):
     feats, logits = [], []
     for x, _ in data.loader(batch_size=512):
         f = model.features(x.to(device))
-        feats.append(torch.nn.functional.normalize(f.float(), dim=1).cpu())
+        feats.append(f.float().cpu())
         logits.append(model.head(f).float().cpu())
     return torch.cat(feats), torch.cat(logits)
 
 
 def knn_scores(bank: torch.Tensor, z: torch.Tensor, k: int = 50) -> np.ndarray:
-    out = []
-    for chunk in z.split(2048):
-        d = torch.cdist(chunk, bank)
-        out.append(d.topk(k, largest=False).values[:, -1])
-    return torch.cat(out).numpy()
+    """pytorch-ood's KNN (normalised features, distance to the k-th nearest of ``bank``)."""
+    return KNN(None, k=k).fit_features(bank, torch.zeros(len(bank), dtype=torch.long)).predict_features(z).numpy()
 
 
 def evaluate(model, data, device, k: int, tta: bool) -> dict:
@@ -89,8 +87,7 @@ def evaluate(model, data, device, k: int, tta: bool) -> dict:
                 if not (np.isfinite(s).all() and np.isfinite(ids[n]).all()):
                     row[f"{n}:{name}"] = float("nan")
                     continue
-                y = np.r_[np.zeros(len(ids[n])), np.ones(len(s))]
-                row[f"{n}:{name}"] = float(roc_auc_score(y, np.r_[ids[n], s]))
+                row[f"{n}:{name}"] = ood_metrics(np.asarray(ids[n], np.float64), np.asarray(s, np.float64))["auroc"]
     return row
 
 
