@@ -33,7 +33,7 @@ def train(clf: torch.nn.Module, loader, seed: int = 0, epochs: int = 2, pretrain
             garbage.refresh(clf)                         # invert the classifier; new images join the pool
         clf.train()
         for (x, y), g in zip(loader, garbage.epoch(len(loader))):
-            neg = garbage.make_negatives(x, epoch, clf)  # warped ID images, in the last epochs
+            neg = garbage.make_negatives(x, epoch)       # warped ID images, in the last epochs
             g = g if neg is None else torch.cat([g, neg])
             logits = clf(torch.cat([x, g]))
             loss = loss_fn(logits, torch.cat([y, torch.full((g.shape[0],), -1)]))  # -1: the garbage class

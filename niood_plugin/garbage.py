@@ -16,7 +16,7 @@ is one user of it.
 ...     if epoch:
 ...         garbage.refresh(clf)                 # invert the classifier; new images join the pool
 ...     for (x, y), g in zip(loader, garbage.epoch(len(loader))):
-...         neg = garbage.make_negatives(x, epoch, clf)  # warped ID images in the last epochs
+...         neg = garbage.make_negatives(x, epoch)   # warped ID images in the last epochs
 ...         g = g if neg is None else torch.cat([g, neg])
 ...         logits = clf(torch.cat([x, g]))
 ...         loss = loss_fn(logits, torch.cat([y, torch.full((len(g),), -1)]))
@@ -25,7 +25,6 @@ is one user of it.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any, Iterator, Optional, Sequence
 
 import torch
@@ -231,14 +230,12 @@ class GarbageSampler:
         """Negatives made in ``epoch`` for ``num_id`` ID images (0 when they are off)."""
         return self.negatives.count(num_id) if self.negatives_active(epoch) else 0
 
-    def make_negatives(self, x: Tensor, epoch: int, model: Optional[nn.Module] = None) -> Optional[Tensor]:
+    def make_negatives(self, x: Tensor, epoch: int) -> Optional[Tensor]:
         """Negatives of the ID batch ``x`` for ``epoch`` (add them to the batch's garbage), or
-        ``None`` when they are off this epoch.  ``model``: the classifier, which the salient kind
-        needs (its saliency is taken in eval mode, so BatchNorm statistics stay as they are)."""
+        ``None`` when they are off this epoch."""
         if not self.negatives_count(epoch, x.shape[0]):
             return None
-        return self.negatives.make(x, self.rank_rng, None if model is None else partial(_top_id_logit, model,
-                                                                                          self.num_classes))
+        return self.negatives.make(x, self.rank_rng)
 
     def _check_started(self, call: str) -> int:
         if self.epochs is None:
@@ -294,13 +291,3 @@ class GarbageSampler:
 def _describe(counts: Tensor) -> str:
     values = counts.flatten()[:12].tolist()
     return f"{values}{' ...' if counts.numel() > 12 else ''} ({counts.dtype}, shape {tuple(counts.shape)})"
-
-
-def _top_id_logit(model: nn.Module, num_classes: int, x: Tensor) -> Tensor:
-    """The largest of ``model``'s ID logits per image, in eval mode (the salient negatives' evidence)."""
-    training = model.training
-    model.eval()
-    try:
-        return model(x)[:, :num_classes].max(1).values
-    finally:
-        model.train(training)

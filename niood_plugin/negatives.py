@@ -18,10 +18,6 @@ pre-training included).  Kinds, alone or joined by ``+`` (the batch is split eve
   Augmentation*, ICLR 2021).
 * ``"rotate"`` (:func:`rotate`): a quarter turn either way; out-of-distribution for objects
   that stand upright (garments, digits).
-* ``"salient"`` (:func:`salient_shuffle`): the ``salient_fraction`` of pixels that carry the
-  classifier's evidence for its predicted class (gradient saliency) shuffled among themselves,
-  the rest of the image kept: the class evidence goes, the background stays (after ASCOOD's
-  outlier synthesis, Regmi 2024).  Needs the classifier: ``make(x, generator, evidence=...)``.
 
 When they join matters: from the first epoch on, the classifier learns to tell negatives from
 ID images by cues of their own (seams, for jigsaw); added in the last epochs, when the ID
@@ -32,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +37,7 @@ from torch import Tensor
 from .validation import Interval, validate_params
 from .errors import InvalidArgumentError
 
-KINDS = ("jigsaw", "rotate", "salient", "warp")
-SALIENT_FRACTION = 0.25  # default share of the pixels that the salient kind shuffles
+KINDS = ("jigsaw", "rotate", "warp")
 WARP_CELLS = 4       # default control points per side of the displacement field
 WARP_STRENGTH = 0.5  # default standard deviation of their offsets, in units of the half-width
                      # (grid_sample's [-1, 1])
@@ -131,39 +126,13 @@ def warp(x: Tensor, generator: Optional[torch.Generator] = None, cells: int = WA
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def salient_shuffle(x: Tensor, evidence: Callable[[Tensor], Tensor], fraction: float = SALIENT_FRACTION,
-                    generator: Optional[torch.Generator] = None) -> Tensor:
-    """Each image of ``x`` [B, C, H, W] with its most salient pixel positions shuffled among
-    themselves: the ``fraction`` of positions where ``|d evidence / d x|`` (summed over channels)
-    is largest, ``evidence`` mapping a batch to one number per image (e.g. the largest ID logit).
-    Each image gets its own permutation, drawn on the CPU from ``generator``; the other pixels
-    are kept."""
-    b, c, h, w = x.shape
-    m = max(1, round(fraction * h * w))
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(evidence(xg).sum(), xg)
-    where = grad.abs().sum(1).flatten(1).topk(m, dim=1).indices  # [B, m] salient positions
-    order = torch.argsort(torch.rand(b, m, generator=generator), dim=1).to(x.device)
-    flat = x.detach().flatten(2)  # [B, C, H*W]
-    moved = flat.gather(2, where.gather(1, order)[:, None].expand(-1, c, -1))
-    return flat.scatter(2, where[:, None].expand(-1, c, -1), moved).reshape(b, c, h, w)
-
-
 def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Optional[torch.Generator] = None,
-                   warp_cells: int = WARP_CELLS, warp_strength: float = WARP_STRENGTH,
-                   evidence: Optional[Callable[[Tensor], Tensor]] = None,
-                   salient_fraction: float = SALIENT_FRACTION) -> Tensor:
+                   warp_cells: int = WARP_CELLS, warp_strength: float = WARP_STRENGTH) -> Tensor:
     """Negatives of the images ``x``, one each, in order: with several ``kinds`` the images are
     split into ``len(kinds)`` consecutive parts (the first ones one larger when it does not
     divide, as ``Tensor.tensor_split``), the first part gets the first kind, and so on.  ``grid``
-    is the jigsaw's tiles per side; ``warp_cells`` and ``warp_strength`` shape the warp's field;
-    ``evidence`` and ``salient_fraction`` are the salient kind's (:func:`salient_shuffle`)."""
-    if "salient" in kinds and evidence is None:
-        raise InvalidArgumentError("salient negatives need the classifier's evidence: pass evidence= (GarbageSampler."
-                                   "make_negatives(x, epoch, model=classifier) builds it), or use another kind")
+    is the jigsaw's tiles per side; ``warp_cells`` and ``warp_strength`` shape the warp's field."""
     makers = {"jigsaw": partial(jigsaw, grid=grid), "rotate": rotate,
-              "salient": partial(salient_shuffle, evidence=evidence, fraction=salient_fraction),
               "warp": partial(warp, cells=warp_cells, strength=warp_strength)}
     parts = torch.arange(x.shape[0]).tensor_split(len(kinds))
     out = []
@@ -191,7 +160,6 @@ class Negatives:
     :param grid: jigsaw tiles per side (must divide the image height and width)
     :param warp_cells: control points per side of the warp's displacement field
     :param warp_strength: standard deviation of the warp's offsets, in half-widths
-    :param salient_fraction: share of the pixel positions the salient kind shuffles
     """
 
     kinds: str = "warp"
@@ -200,11 +168,10 @@ class Negatives:
     grid: int = 4
     warp_cells: int = WARP_CELLS
     warp_strength: float = WARP_STRENGTH
-    salient_fraction: float = SALIENT_FRACTION
 
     def __post_init__(self) -> None:
         validate_params(self.to_dict(), NEGATIVES_CONSTRAINTS, "Negatives")
-        for name in ("per_image", "warp_strength", "salient_fraction"):  # 1 and 1.0 are one recipe (one cache key)
+        for name in ("per_image", "warp_strength"):  # 1 and 1.0 are one recipe (one cache key)
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
@@ -228,14 +195,11 @@ class Negatives:
         """Negatives for a batch of ``n`` ID images."""
         return round(self.per_image * n)
 
-    def make(self, x: Tensor, generator: Optional[torch.Generator] = None,
-             evidence: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+    def make(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """``count(len(x))`` negatives of the ID batch ``x``: of its first images (of all of them,
-        cycled, when ``per_image > 1``; each copy with its own random transform).  ``evidence``:
-        the classifier's class evidence per image, for the salient kind."""
+        cycled, when ``per_image > 1``; each copy with its own random transform)."""
         src = torch.arange(self.count(x.shape[0])) % x.shape[0]
-        return make_negatives(x[src], self.kind_list, self.grid, generator, self.warp_cells, self.warp_strength,
-                              evidence, self.salient_fraction)
+        return make_negatives(x[src], self.kind_list, self.grid, generator, self.warp_cells, self.warp_strength)
 
 
 class _Kinds:
@@ -259,5 +223,4 @@ NEGATIVES_CONSTRAINTS: dict[str, list] = {
     "grid": [Interval(int, 2, None)],
     "warp_cells": [Interval(int, 2, None)],
     "warp_strength": [Interval(float, 0, None)],
-    "salient_fraction": [Interval(float, 0, 1, closed="right")],
 }

@@ -166,7 +166,7 @@ class InversionTrainer:
         self.classifier.train()
         for (x, y, *_), g in zip(progress(loader, self.progress, "retrain"), garbage.epoch(len(loader))):
             x = x.to(dev)
-            extra = garbage.make_negatives(x, epoch, self.classifier)  # transformed ID images, when on
+            extra = garbage.make_negatives(x, epoch)  # transformed ID images, when on
             g = g if extra is None else torch.cat([g, extra])
             xb = torch.cat([x, g])
             xb = as_channels_last(xb) if self.channels_last else xb

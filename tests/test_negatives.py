@@ -1,10 +1,7 @@
 import pytest
 import torch
 
-from niood_plugin import Negatives
-from niood_plugin.garbage import GarbageSampler
-from niood_plugin.negatives import (check_jigsaw_grid, check_negatives, jigsaw, make_negatives, parse_kinds, rotate,
-                                   salient_shuffle, warp)
+from niood_plugin.negatives import check_jigsaw_grid, check_negatives, jigsaw, make_negatives, parse_kinds, rotate, warp
 
 
 def _tiles(img, grid):
@@ -104,49 +101,3 @@ def test_warp_bends_each_image_its_own_way_and_keeps_the_background():
     gen = g()
     assert torch.equal(make_negatives(sq, ("warp",), 4, g(), warp_cells=3, warp_strength=0.2),
                        warp(sq, gen, cells=3, strength=0.2))
-
-
-def test_salient_shuffle_permutes_exactly_the_most_salient_positions():
-    x = torch.randn(2, 3, 8, 8)
-    weight = torch.zeros(3, 8, 8)
-    hot = [(1, 2), (3, 3), (5, 6), (7, 0)]  # the 4 positions with the largest gradient
-    for i, (r, c) in enumerate(hot):
-        weight[i % 3, r, c] = 5.0 + i
-    weight[:, 0, 7] = 0.1  # salient, but less than the hot ones
-    evidence = lambda z: (z * weight).flatten(1).sum(1)  # noqa: E731  d evidence / dx = weight
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    out = salient_shuffle(x, evidence, fraction=4 / 64, generator=g())
-    mask = torch.zeros(8, 8, dtype=torch.bool)
-    for r, c in hot:
-        mask[r, c] = True
-    assert torch.equal(out[:, :, ~mask], x[:, :, ~mask])  # everything else stays
-    for b in range(2):  # the hot pixels (all channels of each) only change places among themselves
-        moved, orig = out[b][:, mask].T.tolist(), x[b][:, mask].T.tolist()
-        assert sorted(moved) == sorted(orig)
-    assert not torch.equal(out, x)
-    assert torch.equal(out, salient_shuffle(x, evidence, fraction=4 / 64, generator=g()))  # repeatable
-    assert torch.equal(salient_shuffle(x, evidence, fraction=1 / 64, generator=g()), x)  # one position: no move
-    assert not x.requires_grad and not out.requires_grad
-
-
-def test_salient_negatives_need_the_classifier_and_leave_it_as_it_was():
-    x = torch.randn(6, 3, 32, 32)
-    with pytest.raises(ValueError, match="salient negatives need the classifier"):
-        make_negatives(x, ("salient",), 4)
-    for bad in (0.0, 1.5):
-        with pytest.raises(ValueError, match="salient_fraction"):
-            Negatives("salient", salient_fraction=bad)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
-                              torch.nn.Linear(4 * 1024, 11))
-    garbage = GarbageSampler(10, (3, 32, 32), negatives=Negatives("salient+warp", last_epochs=None),
-                             inversion_steps=1, samples_per_step=4, garbage_per_epoch=4, progress=False)
-    garbage.start(torch.full((10,), 5), epochs=1)
-    with pytest.raises(ValueError, match="salient negatives need the classifier"):
-        garbage.make_negatives(x, 1)
-    stats = [b.clone() for b in net[1].buffers()]
-    net.train()
-    neg = garbage.make_negatives(x, 1, net)
-    assert neg.shape == x.shape and net.training  # train mode restored
-    assert all(torch.equal(a, b) for a, b in zip(stats, net[1].buffers()))  # saliency in eval mode: stats kept
-    assert all(p.grad is None for p in net.parameters())  # input gradients only
-    assert torch.allclose(neg[:3].flatten(2).sort(2).values, x[:3].flatten(2).sort(2).values)  # salient half: a shuffle

@@ -197,7 +197,6 @@ CONSTRAINTS: dict[str, list[Any]] = {
 NEGATIVES_TYPES: dict[str, list[Any]] = {
     "kinds": [_Text()], "per_image": [_Number()], "last_epochs": [_Number(integer=True), None],
     "grid": [_Number(integer=True)], "warp_cells": [_Number(integer=True)], "warp_strength": [_Number()],
-    "salient_fraction": [_Number()],
 }
 
 #: Keys that belong in the ``negatives`` table: one set under ``[hparams]`` is refused with the key to use.

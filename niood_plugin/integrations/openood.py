@@ -142,7 +142,7 @@ class InversionOpenOODTrainer(BaseTrainer):
         for batch, g in zip(self.train_loader, self.garbage.epoch(len(self.train_loader))):
             x, y = batch_xy(batch)
             x, y = x.to(self.device), y.to(self.device).long()
-            neg = self.garbage.make_negatives(x, epoch_idx - 1, self.net)  # our epoch: 0 is pre-training
+            neg = self.garbage.make_negatives(x, epoch_idx - 1)  # our epoch: 0 is pre-training
             g = g if neg is None else torch.cat([g, neg])
             logits = self.net(torch.cat([x, g]))
             loss = self.loss(logits, torch.cat([y, torch.full((g.shape[0],), -1, device=self.device)]))
