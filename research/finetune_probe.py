@@ -107,6 +107,13 @@ def bn_check(model, data, device, share: float, batch: int = 1024) -> dict:
     return {"noise_share": share, "id_acc_batch_stats": correct / n}
 
 
+def write_json(path, obj) -> None:
+    """``obj`` as JSON at ``path`` (its folder made), when a path was given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
@@ -128,8 +135,7 @@ def main() -> int:
     if args.bn_check:  # no training: ID accuracy with BatchNorm on batch statistics of ID + noise
         rows = [bn_check(base.model, data, device, share) for share in (0.0, 0.05, 0.1, 0.2)]
         print(rows, flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps({"argv": sys.argv, "bn_check": rows}, indent=1))
+        write_json(args.json, {"argv": sys.argv, "bn_check": rows})
         return 0
     rows = [{"setting": "standard", **evaluate(base.model, data, device, k, tta)}]
     print(rows[-1], flush=True)
@@ -150,9 +156,7 @@ def main() -> int:
                "train_id_acc": [h.get("train_id_acc") for h in hist[1:]], **evaluate(clf, data, device, k, tta)}
         rows.append(row)
         print(row, flush=True)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"argv": sys.argv, "rows": rows}, indent=1))
+    write_json(args.json, {"argv": sys.argv, "rows": rows})
     return 0
 
 
