@@ -32,23 +32,40 @@ import re
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FILES = [ROOT / "README.md", ROOT / "docs" / "results.md", ROOT / "docs" / "research.md"]
-DATASETS = ("mnist", "fashionmnist", "cifar10")
 OURS, PLAIN = "inversion", "standard"
 DEFAULT = "garbage"  # UEDetector's default for a garbage-class model (research/results/README.md)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """How a benchmark's tables read its runs: ``ours`` (the method that is ours there), its
+    ``default`` detector (chosen on validation data) and the ``near`` OOD set of its column."""
+    ours: str = OURS
+    default: str = DEFAULT
+    near: Optional[str] = None
+
+
+#: the benchmarks with tables: ``NAME`` is the folder ``benchmarks/results/NAME[-seedN]``
+BENCHES = {"mnist": Bench(), "fashionmnist": Bench(), "cifar10": Bench(near="tinyimagenet"),
+           # today's CIFAR default (issues 32 and 33): ours as a fine-tune of the plain model
+           "cifar10-airnet": Bench(ours="inversion-ft", near="tinyimagenet-test")}
+DATASETS = tuple(BENCHES)
 DETAIL_DETECTORS = ("ue", "ue-id", "garbage", "msp", "energy", "mahalanobis", "knn", "vim", "bal")
 # per method, the detectors of the detail table (the peers' other rows repeat the plain model's)
-DETAIL_BY_METHOD = {OURS: DETAIL_DETECTORS, PLAIN: ("msp", "energy", "mahalanobis", "knn", "vim"),
+DETAIL_BY_METHOD = {OURS: DETAIL_DETECTORS, "inversion-ft": DETAIL_DETECTORS,
+                    PLAIN: ("msp", "energy", "mahalanobis", "knn", "vim"),
                     "fig": ("msp", "mahalanobis"), "bal": ("bal", "mahalanobis"),
                     "logitnorm": ("msp", "energy", "mahalanobis", "knn", "vim"),
                     "vos": ("msp", "energy", "mahalanobis", "knn", "vim")}
 #: each method's own detector: ours the default chosen on validation data, a peer its paper's score
-OWN_DETECTOR = {OURS: DEFAULT, PLAIN: "msp", "fig": "msp", "bal": "bal", "logitnorm": "msp", "vos": "energy"}
+OWN_DETECTOR = {PLAIN: "msp", "fig": "msp", "bal": "bal", "logitnorm": "msp", "vos": "energy"}
 MARKER = re.compile(r"(<!-- results:(?P<name>[\w:-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 
@@ -128,27 +145,29 @@ def headline(dataset: str) -> str:
     runs = runs_of(dataset)
     if not runs:
         return f"_No committed runs of {dataset} under benchmarks/results/._\n"
-    near = dataset == "cifar10"  # near-OOD column: Tiny ImageNet against CIFAR-10
-    head = (f"| seed | ours: `{DEFAULT}` (the default detector), avg AUROC (lowest set) | ours: `ue` avg AUROC | "
+    b = BENCHES[dataset]
+    near = b.near is not None  # near-OOD column: Tiny ImageNet against CIFAR-10
+    head = (f"| seed | ours: `{b.default}` (the default detector), avg AUROC (lowest set) | ours: `ue` avg AUROC | "
             "plain model: best post-hoc, avg AUROC | ours better by | "
-            + (f"{NEAR}: ours / plain's best post-hoc | " if near else "")
+            + (f"{b.near}: ours / plain's best post-hoc | " if near else "")
             + "ID acc ours / plain | wall min | commit |\n|---|---|---|---|---|" + ("---|" if near else "")
             + "---|---|---|\n")
     rows, ours_best, plain_best, ues = [], [], [], []
     for seed, d, res in runs:
-        o, p = avg_auroc(res, OURS), avg_auroc(res, PLAIN)
-        od, (oa, omin) = DEFAULT, o[DEFAULT]  # chosen on validation data, not the best on these sets
+        o, p = avg_auroc(res, b.ours), avg_auroc(res, PLAIN)
+        od, (oa, omin) = b.default, o[b.default]  # chosen on validation data, not the best on these sets
         pd, pa, _ = best(p)                  # the baseline at its best on these sets (favours it)
         ue = o.get("ue", (float("nan"), float("nan")))[0]
         ours_best.append(oa), plain_best.append(pa), ues.append(ue)
-        acc_o = res["methods"][OURS]["id_accuracy"]
+        acc_o = res["methods"][b.ours]["id_accuracy"]
         acc_p = res["methods"][PLAIN]["id_accuracy"]
         wall = res.get("timings", {}).get("total_s", float("nan")) / 60
         near_cell = ""
         if near:
-            plain_near = {det: per_set(res, PLAIN, det).get(NEAR, float("nan")) for det in p}
+            plain_near = {det: per_set(res, PLAIN, det).get(b.near, float("nan")) for det in p}
             pn = max(plain_near, key=plain_near.get)
-            near_cell = f"{f4(per_set(res, OURS, DEFAULT).get(NEAR, float('nan')))} / {pn} {f4(plain_near[pn])} | "
+            ours_near = per_set(res, b.ours, b.default).get(b.near, float("nan"))
+            near_cell = f"{f4(ours_near)} / {pn} {f4(plain_near[pn])} | "
         rows.append(f"| {seed} | {od} {f4(oa)} ({f4(omin)}) | {f4(ue)} | {pd} {f4(pa)} | {oa - pa:+.4f} | "
                     f"{near_cell}{f4(acc_o)} / {f4(acc_p)} | {wall:.1f} | `{commit_of(d, res)}` |")
     if len(runs) > 1:
@@ -216,7 +235,6 @@ def default_run() -> str:
             f"{wall:.1f} min on {machine(res)}, commit `{commit_of(d, res)}`.\n")
 
 
-NEAR = "tinyimagenet"
 #: Report section 10.3, CIFAR-10 in-distribution, UE with the garbage class excluded (AUROC).
 REPORT_CIFAR10 = {"mnist": 0.5925, "fashionmnist": 0.6893, "svhn": 0.7221, "cifar100": 0.7451, "tinyimagenet": 0.7488}
 
@@ -230,17 +248,19 @@ def methods_table(dataset: str) -> str:
     if not runs:
         return f"_No committed runs of {dataset}._\n"
     seed, d, res = runs[0]
-    near = " (near)" if dataset == "cifar10" else ""
-    head = (f"| method | own detector: avg AUROC | AUROC {NEAR}{near} | lowest set | best post-hoc on these sets: "
+    b = BENCHES[dataset]
+    near_set = b.near or "tinyimagenet"
+    near = " (near)" if b.near else ""
+    head = (f"| method | own detector: avg AUROC | AUROC {near_set}{near} | lowest set | best post-hoc on these sets: "
             "avg AUROC | ID acc | train min |\n|---|---|---|---|---|---|---|\n")
     body = []
     for m, info in res["methods"].items():
         scores = avg_auroc(res, m)
-        own = OWN_DETECTOR.get(m)
+        own = b.default if m == b.ours else OWN_DETECTOR.get(m)
         own = own if own in scores else best(scores)[0]
         per = per_set(res, m, own)
         bd, ba, _ = best({k: v for k, v in scores.items() if k not in ("ue", "ue-id", "garbage", "bal")})
-        body.append(f"| {m} | {own} {f4(scores[own][0])} | {f4(per[NEAR]) if NEAR in per else ''} | "
+        body.append(f"| {m} | {own} {f4(scores[own][0])} | {f4(per[near_set]) if near_set in per else ''} | "
                     f"{f4(scores[own][1])} | {bd} {f4(ba)} | {f4(info['id_accuracy'])} | "
                     f"{info['train_time_s'] / 60:.1f} |")
     wall = res["timings"]["total_s"] / 60
@@ -249,8 +269,8 @@ def methods_table(dataset: str) -> str:
             "(their train times are that run's; the wall time does not include them)." if cached else "")
     return (head + "\n".join(body) + f"\n\nSeed {seed}, `{res['command']}`, {settings(res)}; {wall:.0f} min wall "
             f"for all methods, detectors and plots on {machine(res)}, commit `{commit_of(d, res)}`.{note} Own "
-            "detector: each paper's score (ours `garbage`, chosen on validation data). FIG and BAL times "
-            "include the `standard` model they start from.\n")
+            f"detector: each paper's score (ours `{b.default}`, chosen on validation data). FIG, BAL and inversion-ft "
+            "times include the `standard` model they start from.\n")
 
 
 def report_table() -> str:
