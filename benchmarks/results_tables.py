@@ -22,7 +22,8 @@ file; this script replaces what is between the two lines and leaves the rest alo
   accuracy, validation AUROC, numerics, machine and commit of each.
 
 A run is the directory ``benchmarks/results/DATASET`` (seed 0, the config's ``out``) or
-``DATASET-seedN``. Only the standard library is used, so this runs without the package.
+``DATASET-seedN``; the methods table adds the seed-0 runs of single methods under
+``DATASET-peers/*`` (see ``BENCHES`` for each benchmark's method and detector of ours). Only the standard library is used, so this runs without the package.
 """
 from __future__ import annotations
 
@@ -243,6 +244,17 @@ def per_set(res: dict[str, Any], method: str, det: str) -> dict[str, float]:
     return {r["ood"]: r["auroc"] for r in res["results"] if r["method"] == method and r["detector"] == det}
 
 
+def peer_runs(dataset: str, seed: int) -> list[tuple[Path, dict[str, Any]]]:
+    """Runs of single methods for ``seed`` under ``benchmarks/results/DATASET-peers/`` (a method
+    run on its own when the whole config does not fit one session), by folder name."""
+    out = []
+    for f in sorted((RESULTS / f"{dataset}-peers").glob("*/results.json")):
+        res = load(f.parent)
+        if int(res["config"].get("seed", 0)) == seed:
+            out.append((f.parent, res))
+    return out
+
+
 def methods_table(dataset: str) -> str:
     runs = runs_of(dataset)
     if not runs:
@@ -253,12 +265,14 @@ def methods_table(dataset: str) -> str:
     near = " (near)" if b.near else ""
     head = (f"| method | own detector: avg AUROC | AUROC {near_set}{near} | lowest set | best post-hoc on these sets: "
             "avg AUROC | ID acc | train min |\n|---|---|---|---|---|---|---|\n")
+    sources = [(d, res, m) for m in res["methods"]]
+    peers = [(pd, pres, m) for pd, pres in peer_runs(dataset, seed) for m in pres["methods"] if m not in res["methods"]]
     body = []
-    for m, info in res["methods"].items():
-        scores = avg_auroc(res, m)
+    for _, r, m in sources + peers:
+        info, scores = r["methods"][m], avg_auroc(r, m)
         own = b.default if m == b.ours else OWN_DETECTOR.get(m)
         own = own if own in scores else best(scores)[0]
-        per = per_set(res, m, own)
+        per = per_set(r, m, own)
         bd, ba, _ = best({k: v for k, v in scores.items() if k not in ("ue", "ue-id", "garbage", "bal")})
         body.append(f"| {m} | {own} {f4(scores[own][0])} | {f4(per[near_set]) if near_set in per else ''} | "
                     f"{f4(scores[own][1])} | {bd} {f4(ba)} | {f4(info['id_accuracy'])} | "
@@ -267,8 +281,12 @@ def methods_table(dataset: str) -> str:
     cached = [m for m, info in res["methods"].items() if info.get("cached")]
     note = (f" Models of {', '.join(cached)} came from the model cache of an earlier run of the same settings "
             "(their train times are that run's; the wall time does not include them)." if cached else "")
+    runs_note = "".join(f" {', '.join(pr['methods'])}: `{pr['command']}`, {pr['timings']['total_s'] / 60:.0f} min wall "
+                        f"on {machine(pr)}, commit `{commit_of(pdir, pr)}`." for pdir, pr in peer_runs(dataset, seed)
+                        if any(m not in res["methods"] for m in pr["methods"]))
     return (head + "\n".join(body) + f"\n\nSeed {seed}, `{res['command']}`, {settings(res)}; {wall:.0f} min wall "
-            f"for all methods, detectors and plots on {machine(res)}, commit `{commit_of(d, res)}`.{note} Own "
+            f"for {'its' if runs_note else 'all'} methods, detectors and plots on {machine(res)}, commit "
+            f"`{commit_of(d, res)}`.{note}{runs_note} Own "
             f"detector: each paper's score (ours `{b.default}`, chosen on validation data). FIG, BAL and inversion-ft "
             "times include the `standard` model they start from.\n")
 
