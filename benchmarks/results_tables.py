@@ -153,7 +153,7 @@ def headline(dataset: str) -> str:
             + (f"{b.near}: ours / plain's best post-hoc | " if near else "")
             + "ID acc ours / plain | wall min | commit |\n|---|---|---|---|---|" + ("---|" if near else "")
             + "---|---|---|\n")
-    rows, ours_best, plain_best, ues = [], [], [], []
+    rows, ours_best, plain_best, ues, any_cached = [], [], [], [], False
     for seed, d, res in runs:
         o, p = avg_auroc(res, b.ours), avg_auroc(res, PLAIN)
         od, (oa, omin) = b.default, o[b.default]  # chosen on validation data, not the best on these sets
@@ -163,6 +163,9 @@ def headline(dataset: str) -> str:
         acc_o = res["methods"][b.ours]["id_accuracy"]
         acc_p = res["methods"][PLAIN]["id_accuracy"]
         wall = res.get("timings", {}).get("total_s", float("nan")) / 60
+        cached = any(res["methods"][m].get("cached") for m in (b.ours, PLAIN))
+        wall_cell = f"{wall:.1f}" + (" (c)" if cached else "")
+        any_cached = any_cached or cached
         near_cell = ""
         if near:
             plain_near = {det: per_set(res, PLAIN, det).get(b.near, float("nan")) for det in p}
@@ -170,7 +173,7 @@ def headline(dataset: str) -> str:
             ours_near = per_set(res, b.ours, b.default).get(b.near, float("nan"))
             near_cell = f"{f4(ours_near)} / {pn} {f4(plain_near[pn])} | "
         rows.append(f"| {seed} | {od} {f4(oa)} ({f4(omin)}) | {f4(ue)} | {pd} {f4(pa)} | {oa - pa:+.4f} | "
-                    f"{near_cell}{f4(acc_o)} / {f4(acc_p)} | {wall:.1f} | `{commit_of(d, res)}` |")
+                    f"{near_cell}{f4(acc_o)} / {f4(acc_p)} | {wall_cell} | `{commit_of(d, res)}` |")
     if len(runs) > 1:
         rows.append(f"| mean of {len(runs)} | {f4(statistics.fmean(ours_best))} | {f4(statistics.fmean(ues))} | "
                     f"{f4(statistics.fmean(plain_best))} | "
@@ -185,6 +188,9 @@ def headline(dataset: str) -> str:
              f"Machine: {'; '.join(machines)}."]
     if starred:
         lines.append("`*`: results.json records no commit; the commit shown is the last one that changed it.")
+    if any_cached:
+        lines.append("(c): models from the cache of an earlier run of the same settings; the wall time is the "
+                     "scoring's, the training times are in the methods table (docs, Benchmark results).")
     return "\n".join(lines) + "\n"
 
 
