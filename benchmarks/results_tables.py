@@ -23,7 +23,8 @@ file; this script replaces what is between the two lines and leaves the rest alo
 
 A run is the directory ``benchmarks/results/DATASET`` (seed 0, the config's ``out``) or
 ``DATASET-seedN``; the methods table adds the seed-0 runs of single methods under
-``DATASET-peers/*`` (see ``BENCHES`` for each benchmark's method and detector of ours). Only the standard library is used, so this runs without the package.
+``DATASET-peers/*`` (``BENCHES``: each benchmark's method and detector of ours). Only the
+standard library is used, so this runs without the package.
 """
 from __future__ import annotations
 
@@ -272,7 +273,9 @@ def methods_table(dataset: str) -> str:
     head = (f"| method | own detector: avg AUROC | AUROC {near_set}{near} | lowest set | best post-hoc on these sets: "
             "avg AUROC | ID acc | train min |\n|---|---|---|---|---|---|---|\n")
     sources = [(d, res, m) for m in res["methods"]]
-    peers = [(pd, pres, m) for pd, pres in peer_runs(dataset, seed) for m in pres["methods"] if m not in res["methods"]]
+    peer_folders = [(pd, pres) for pd, pres in peer_runs(dataset, seed)
+                    if any(m not in res["methods"] for m in pres["methods"])]
+    peers = [(pd, pres, m) for pd, pres in peer_folders for m in pres["methods"] if m not in res["methods"]]
     body = []
     for _, r, m in sources + peers:
         info, scores = r["methods"][m], avg_auroc(r, m)
@@ -288,8 +291,7 @@ def methods_table(dataset: str) -> str:
     note = (f" Models of {', '.join(cached)} came from the model cache of an earlier run of the same settings "
             "(their train times are that run's; the wall time does not include them)." if cached else "")
     runs_note = "".join(f" {', '.join(pr['methods'])}: `{pr['command']}`, {pr['timings']['total_s'] / 60:.0f} min wall "
-                        f"on {machine(pr)}, commit `{commit_of(pdir, pr)}`." for pdir, pr in peer_runs(dataset, seed)
-                        if any(m not in res["methods"] for m in pr["methods"]))
+                        f"on {machine(pr)}, commit `{commit_of(pdir, pr)}`." for pdir, pr in peer_folders)
     return (head + "\n".join(body) + f"\n\nSeed {seed}, `{res['command']}`, {settings(res)}; {wall:.0f} min wall "
             f"for {'its' if runs_note else 'all'} methods, detectors and plots on {machine(res)}, commit "
             f"`{commit_of(d, res)}`.{note}{runs_note} Own "
