@@ -321,19 +321,21 @@ def report_table() -> str:
 
 def recipe_table() -> str:
     """One row per results folder under ``cifar10-recipe``, by net width and passes."""
+    from niood_plugin.presets import get_preset
+    from niood_plugin.recipes import RECIPES
     rows = []
     for d in sorted((RESULTS / "cifar10-recipe").glob("*/results.json")):
         res = load(d.parent)
         cfg, env, info = res["config"], res.get("environment", {}), res["methods"]["standard"]
-        recipe = (cfg.get("hparams") or {}).get("recipe", "airbench")
-        numerics = "bf16" if env.get("fast_bf16") and recipe != "airbench-fp32" else "fp32"
+        recipe = (cfg.get("hparams") or {}).get("recipe") or get_preset(cfg["preset"]).trainer.get("recipe", "adam")
+        numerics = "bf16" if env.get("fast_bf16") and RECIPES.get(recipe).amp else "fp32"
         per = {det: per_set(res, PLAIN, det).get("tinyimagenet-val") for det in ("msp", "energy", "knn", "mahalanobis")}
         cells = " | ".join(f4(v) if v is not None else "" for v in per.values())
         rows.append(((cfg.get("classifier"), cfg.get("width") or 0, len(info["history"]), (cfg.get("tta") or "none") != "none",
                       d.parent.name),
                      f"| {cfg.get('classifier')} w{cfg.get('width')} | {recipe}, {numerics} | {len(info['history'])} | "
                      f"{info['train_time_s'] / 60:.1f} | {f4(info['id_accuracy'])} | {cfg.get('tta') or 'none'} | "
-                     f"{cells} | {env.get('cpu', '?')} | `{commit_of(d.parent, res)}` | `{d.parent.name}` |"))
+                     f"{cells} | {env.get('cpu', '?')}{', ' + env['cpu_id'] if env.get('cpu_id') else ''} | `{commit_of(d.parent, res)}` | `{d.parent.name}` |"))
     if not rows:
         return "_No committed runs under benchmarks/results/cifar10-recipe._\n"
     head = ("| net | recipe, numerics | passes | train min | ID acc | TTA | AUROC tinyimagenet-val: MSP | Energy | "

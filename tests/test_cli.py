@@ -34,6 +34,9 @@ def test_smoke_run_writes_all_outputs(smoke_run):
     # garbage-only detectors are scored on the garbage model only
     assert {r["detector"] for r in rows if r["method"] == "standard"}.isdisjoint({"ue-id", "garbage"})
     assert "avg AUROC" in result.output
+    env = payload["environment"]  # the hardware line names the CPU's generation where Linux says it
+    assert f"- hardware: {env['cpu']} ({env['cpu_count']} cores{', ' + env['cpu_id'] if env['cpu_id'] else ''}, " \
+        in (out / "results.md").read_text()
 
 
 def test_second_run_uses_the_model_cache(smoke_run):

@@ -425,3 +425,15 @@ def test_train_plain_with_amp_on_cuda_keeps_fp32_weights_and_statistics():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     bn = [m for m in model.modules() if isinstance(m, ShiftBatchNorm)]
     assert bn and all(m.running_mean.dtype == torch.float32 and torch.isfinite(m.running_var).all() for m in bn)
+
+
+def test_the_environment_names_the_cpu_generation_not_only_its_brand():
+    from niood_plugin.bench.provenance import cpu_identity, machine
+
+    text = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n\n"
+            "processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: other\n")
+    assert cpu_identity(text) == ("AMD EPYC", "family 25 model 17")
+    assert cpu_identity("model name\t: Apple M2\n") == ("Apple M2", None)
+    assert cpu_identity("") == (None, None)
+    env = machine(torch.device("cpu"))
+    assert env["cpu"] and ("cpu_id" in env)

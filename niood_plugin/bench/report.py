@@ -95,7 +95,8 @@ def render_markdown(payload: dict) -> str:
     lines.append(f"- code: {code_line(payload)}")
     lines.append(f"- methods: {', '.join(cfg['methods'])}; preset `{cfg['preset']}`; epochs "
                  f"{cfg['epochs'] if cfg['epochs'] is not None else 'preset default'}; seed {cfg['seed']}")
-    lines.append(f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} cores, torch threads "
+    cpu_id = f", {env['cpu_id']}" if env.get("cpu_id") else ""
+    lines.append(f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} cores{cpu_id}, torch threads "
                  f"{env.get('torch_threads', '?')}); device `{env.get('device', '?')}` {env.get('gpu') or ''}")
     lines.append(f"- versions: torch {env.get('torch')}, pytorch-ood {env.get('pytorch_ood')}, "
                  f"niood-plugin {env.get('niood_plugin')}")
