@@ -189,7 +189,7 @@ def train_plain(model: nn.Module, loader: Iterable, epochs: int, lr: Optional[fl
             x, y = x.to(device), y.to(device)
             if channels_last:
                 x = as_channels_last(x)
-            with optim.autocast(device):  # bf16 on CUDA (recipe's amp); nothing on the CPU
+            with optim.autocast(device):  # bf16 where native (recipe's amp; Optimisation.autocast), else fp32
                 loss, logits = step(x, y, epoch)
             optim.optimizer.zero_grad(set_to_none=True)
             loss.backward()

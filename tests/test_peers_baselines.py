@@ -126,6 +126,25 @@ def test_fast_sampler_draws_pytorch_oods_virtual_outliers():
     assert d_ours.mean(dim=1).norm(dim=1).max() < 1.0 and d_ref.mean(dim=1).norm(dim=1).max() < 1.0
 
 
+def test_vos_samples_in_fp32_under_bf16_autocast():
+    """Training steps run under the recipe's bf16 autocast (airbench on a CPU with native bf16):
+    VOS's shared covariance of 256-d features, if computed in bf16, is not positive-definite for
+    its 1e-4 ridge and the Cholesky factorisation fails mid-training (it did, in epoch 18 of the
+    CIFAR-10 default). The sampling runs in fp32 and draws what it draws without autocast."""
+    torch.manual_seed(0)
+    model = _MLP(d_feat=256)
+    objective = VOSObjective(model, 4, sample_number=100, sample_from=500)
+    crit = objective.criterion
+    crit.data_dict.copy_(torch.randn(3, 100, 40) @ torch.randn(40, 256) * 0.05 + torch.randn(3, 1, 256))
+    crit.number_dict = {k: 100 for k in range(3)}
+    torch.manual_seed(1)
+    reference = objective.virtual_outliers()
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        drawn = objective.virtual_outliers()
+    assert drawn.dtype == torch.float32 and torch.equal(drawn, reference)
+
+
 def test_vos_validates_params():
     with pytest.raises(ValueError, match="start_fraction"):
         VOSObjective(_MLP(), 4, start_fraction=1.0)

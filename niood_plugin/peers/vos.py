@@ -55,7 +55,12 @@ class _FastVOSLoss(VirtualOutlierSynthesizingRegLoss):
     """pytorch-ood's VOS loss with its candidate sampling batched over classes (module docstring)."""
 
     def _sample_virtual_outliers(self) -> Tensor:
-        queues = self.data_dict                                   # [K, N, D]
+        # in fp32 whatever the caller's autocast: a bf16 covariance (relative error ~4e-3) is not
+        # positive-definite for the 1e-4 ridge once features have hundreds of dimensions
+        with torch.autocast(self.data_dict.device.type, enabled=False):
+            return self._sample_fp32(self.data_dict.float())
+
+    def _sample_fp32(self, queues: Tensor) -> Tensor:            # [K, N, D]
         means = queues.mean(dim=1)                                # [K, D]
         centred = (queues - means[:, None]).reshape(-1, queues.shape[-1])
         cov = centred.T @ centred / len(centred) + 1e-4 * self.eye_matrix
