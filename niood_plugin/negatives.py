@@ -18,6 +18,9 @@ pre-training included).  Kinds, alone or joined by ``+`` (the batch is split eve
   Augmentation*, ICLR 2021).
 * ``"rotate"`` (:func:`rotate`): a quarter turn either way; out-of-distribution for objects
   that stand upright (garments, digits).
+* ``"cutmix"`` (:func:`cutmix`): a square of another image of the batch pasted over each
+  image (a quarter to three quarters of its area): parts of two objects in one image, the
+  layout CutMix (Yun et al., ICCV 2019) trains *towards* mixed labels, here labelled garbage.
 
 When they join matters: from the first epoch on, the classifier learns to tell negatives from
 ID images by cues of their own (seams, for jigsaw); added in the last epochs, when the ID
@@ -37,7 +40,7 @@ from torch import Tensor
 from .validation import Interval, validate_params
 from .errors import InvalidArgumentError
 
-KINDS = ("jigsaw", "rotate", "warp")
+KINDS = ("cutmix", "jigsaw", "rotate", "warp")
 WARP_CELLS = 4       # default control points per side of the displacement field
 WARP_STRENGTH = 0.5  # default standard deviation of their offsets, in units of the half-width
                      # (grid_sample's [-1, 1])
@@ -109,6 +112,21 @@ def rotate(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     return torch.where(left, x.rot90(1, dims=(2, 3)), x.rot90(-1, dims=(2, 3)))
 
 
+def cutmix(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Each image of ``x`` [B, C, H, W] with a square of the next image of the batch (the last
+    takes the first's) pasted over it: the square's area a uniform quarter to three quarters of
+    the image's (its side rounded to whole pixels), its place uniform within the image, both drawn
+    per image on the CPU from ``generator``.  A batch of one image is returned unchanged."""
+    b, _, h, w = x.shape
+    side = ((0.25 + 0.5 * torch.rand(b, generator=generator)).sqrt() * min(h, w)).round().clamp(1, min(h, w))
+    top = (torch.rand(b, generator=generator) * (h - side + 1)).floor()
+    left = (torch.rand(b, generator=generator) * (w - side + 1)).floor()
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    inside = (((rows >= top[:, None]) & (rows < (top + side)[:, None]))[:, :, None]
+              & ((cols >= left[:, None]) & (cols < (left + side)[:, None]))[:, None, :])
+    return torch.where(inside[:, None].to(x.device), x.roll(-1, dims=0), x)
+
+
 def warp(x: Tensor, generator: Optional[torch.Generator] = None, cells: int = WARP_CELLS,
          strength: float = WARP_STRENGTH) -> Tensor:
     """Each image of ``x`` [B, C, H, W] resampled along its own smooth random displacement field:
@@ -132,7 +150,7 @@ def make_negatives(x: Tensor, kinds: Sequence[str], grid: int, generator: Option
     split into ``len(kinds)`` consecutive parts (the first ones one larger when it does not
     divide, as ``Tensor.tensor_split``), the first part gets the first kind, and so on.  ``grid``
     is the jigsaw's tiles per side; ``warp_cells`` and ``warp_strength`` shape the warp's field."""
-    makers = {"jigsaw": partial(jigsaw, grid=grid), "rotate": rotate,
+    makers = {"cutmix": cutmix, "jigsaw": partial(jigsaw, grid=grid), "rotate": rotate,
               "warp": partial(warp, cells=warp_cells, strength=warp_strength)}
     parts = torch.arange(x.shape[0]).tensor_split(len(kinds))
     out = []
@@ -152,7 +170,7 @@ class Negatives:
     default: one warped ID image per ID image, in the last two epochs (chosen on synthetic
     validation outliers; the docs' research notes have the table).
 
-    :param kinds: ``"warp"``, ``"jigsaw"``, ``"rotate"``, or several joined by ``+``
+    :param kinds: ``"warp"``, ``"jigsaw"``, ``"rotate"``, ``"cutmix"``, or several joined by ``+``
     :param per_image: negatives per ID image in each retraining batch (0.5: half the batch;
         2: two each, each with its own random transform)
     :param last_epochs: use them in the last this many inversion epochs only (every inversion

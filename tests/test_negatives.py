@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from niood_plugin.negatives import check_jigsaw_grid, check_negatives, jigsaw, make_negatives, parse_kinds, rotate, warp
+from niood_plugin.negatives import (check_jigsaw_grid, check_negatives, cutmix, jigsaw, make_negatives, parse_kinds,
+                                    rotate, warp)
 
 
 def _tiles(img, grid):
@@ -101,3 +102,22 @@ def test_warp_bends_each_image_its_own_way_and_keeps_the_background():
     gen = g()
     assert torch.equal(make_negatives(sq, ("warp",), 4, g(), warp_cells=3, warp_strength=0.2),
                        warp(sq, gen, cells=3, strength=0.2))
+
+
+def test_cutmix_pastes_one_square_of_the_next_image_and_repeats_with_the_generator():
+    x = torch.arange(4.0)[:, None, None, None].expand(4, 3, 10, 12).clone()  # image i is all i
+    out = cutmix(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for i in range(4):
+        pasted = out[i] == (i + 1) % 4
+        assert torch.equal(pasted | (out[i] == i), torch.ones_like(pasted))  # only the two images' pixels
+        assert torch.equal(pasted[0], pasted[1]) and torch.equal(pasted[0], pasted[2])  # every channel alike
+        rows, cols = pasted[0].any(1).nonzero().flatten(), pasted[0].any(0).nonzero().flatten()
+        side = len(rows)
+        assert len(cols) == side and int(pasted[0].sum()) == side * side  # one whole square
+        assert 5 <= side <= 9  # sqrt(1/4 .. 3/4) of the shorter side (10), rounded
+        assert torch.equal(rows, torch.arange(rows[0], rows[0] + side))
+    assert torch.equal(out, cutmix(x, torch.Generator().manual_seed(0)))
+    assert not torch.equal(out, cutmix(x, torch.Generator().manual_seed(1)))
+    assert torch.equal(cutmix(x[:1], torch.Generator().manual_seed(0)), x[:1])  # no partner: unchanged
+    assert parse_kinds("warp+cutmix") == ("warp", "cutmix")
