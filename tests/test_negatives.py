@@ -62,6 +62,8 @@ def test_make_negatives_splits_the_images_between_kinds_in_order():
     gen = g()
     assert torch.equal(both, torch.cat([jigsaw(x[:3], 4, gen), rotate(x[3:], gen)]))
     assert make_negatives(x[:1], ("jigsaw", "rotate"), 4, g()).shape == (1, 1, 8, 8)
+    gen = g()
+    assert torch.equal(make_negatives(x, ("warp", "cutmix"), 4, g()), torch.cat([warp(x[:3], gen), cutmix(x[3:], gen)]))
 
 
 def test_negative_kinds_are_checked():
