@@ -116,7 +116,12 @@ def cutmix(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Each image of ``x`` [B, C, H, W] with a square of the next image of the batch (the last
     takes the first's) pasted over it: the square's area a uniform quarter to three quarters of
     the image's (its side rounded to whole pixels), its place uniform within the image, both drawn
-    per image on the CPU from ``generator``.  A batch of one image is returned unchanged."""
+    per image on the CPU from ``generator``.  A batch of one image is returned unchanged.
+
+    Not ``torchvision.transforms.v2.CutMix``: that one mixes labels (here every result is
+    garbage), cuts one box for the whole batch, draws it from the global RNG (not ``generator``,
+    so runs would not repeat as with the other kinds) and lets it shrink to nothing, which would
+    label near-intact ID images garbage."""
     b, _, h, w = x.shape
     side = ((0.25 + 0.5 * torch.rand(b, generator=generator)).sqrt() * min(h, w)).round().clamp(1, min(h, w))
     top = (torch.rand(b, generator=generator) * (h - side + 1)).floor()
