@@ -12,20 +12,18 @@ of ``validate_detectors.py``.  Never point it at a config with the reported sets
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from niood_plugin.bench.config import BenchConfig, apply, apply_sets, load_config_file, parse_value
 from niood_plugin.bench.evaluate import ood_metrics
 from niood_plugin.bench.runner import load_data, model_source
 from niood_plugin.models import FlipAveraged
 
 sys.path.insert(0, str(Path(__file__).parent))
-from finetune_probe import outputs, write_json  # noqa: E402
+from finetune_probe import outputs, run_config, write_json  # noqa: E402
 from validate_detectors import outliers  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -45,9 +43,7 @@ def main() -> int:
     ap.add_argument("--opt", action="append", default=[])
     ap.add_argument("--json")
     args = ap.parse_args()
-    cfg = apply(BenchConfig(), load_config_file(args.config), args.config)
-    cfg = apply(cfg, {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.opt)}, "--opt")
-    cfg = dataclasses.replace(apply_sets(cfg, args.sets), out=args.out)
+    cfg = run_config(args.config, args.opt, args.sets, args.out)
     device = torch.device(cfg.device)
     data = load_data(cfg)
     tm = model_source(cfg, data, device, progress=False, resume=False, train_missing=False)("inversion-ft")

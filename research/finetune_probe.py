@@ -114,6 +114,13 @@ def write_json(path, obj) -> None:
         Path(path).write_text(json.dumps(obj, indent=1))
 
 
+def run_config(config: str, opts: list[str], sets: list[str], out: str) -> BenchConfig:
+    """The config file ``config`` with ``--opt KEY=VALUE`` and ``--set`` entries applied, writing to ``out``."""
+    cfg = apply(BenchConfig(), load_config_file(config), config)
+    cfg = apply(cfg, {k: parse_value(v) for k, v in (o.split("=", 1) for o in opts)}, "--opt")
+    return dataclasses.replace(apply_sets(cfg, sets), out=out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
@@ -125,9 +132,7 @@ def main() -> int:
     ap.add_argument("--json")
     ap.add_argument("--bn-check", action="store_true", help="only: ID accuracy with batch statistics of ID + noise")
     args = ap.parse_args()
-    cfg = apply(BenchConfig(), load_config_file(args.config), args.config)
-    cfg = apply(cfg, {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.opt)}, "--opt")
-    cfg = dataclasses.replace(apply_sets(cfg, args.sets), out=args.out, methods=["standard"])
+    cfg = dataclasses.replace(run_config(args.config, args.opt, args.sets, args.out), methods=["standard"])
     device = torch.device(cfg.device)
     data = load_data(cfg)
     base = model_source(cfg, data, device, progress=False, resume=False, train_missing=False)("standard")
