@@ -292,6 +292,29 @@ def test_noise_values_are_pinned():
         D.make_noise("pink", 2, (1, 2, 2))
 
 
+def test_drawings_are_flat_backgrounds_with_strokes():
+    """The far-OOD validation set: seeded, in range, mostly one background value per image with
+    a minority of pen pixels far from it (unlike noise), grey images equal in every channel."""
+    d = D.load_dataset("drawings", "test", image_shape=(3, 32, 32), limit=300, seed=1)
+    assert d.x.shape == (300, 3, 32, 32) and d.x.dtype == torch.float32 and (d.y == -1).all()
+    assert d.x.min() >= -1 and d.x.max() <= 1
+    assert torch.equal(d.x, D.load_dataset("drawings", "test", image_shape=(3, 32, 32), limit=300, seed=1).x)
+    assert not torch.equal(d.x, D.load_dataset("drawings", "train", image_shape=(3, 32, 32), limit=300, seed=1).x)
+    flat = d.x.flatten(2)                                            # per image and channel
+    background = flat.mode(2).values[..., None]
+    share_bg = (flat == background).all(1).float().mean(1)
+    assert share_bg.median() > 0.6 and share_bg.min() > 0.2          # a flat background
+    far = ((flat - background).abs().mean(1) > 0.5).float().mean(1)
+    assert (far > 0.01).all() and far.median() < 0.4                # something drawn on it, not everywhere
+    grey = (d.x[:, 0] == d.x[:, 1]).flatten(1).all(1) & (d.x[:, 1] == d.x[:, 2]).flatten(1).all(1)
+    assert 0.3 < grey.float().mean() < 0.7                           # half grey, half in colour
+    g = D.load_dataset("drawings", "test", image_shape=(1, 28, 28))
+    assert g.x.shape == (D.DEFAULT_DRAWINGS_SIZE, 1, 28, 28)
+    assert D.make_drawings(0, (3, 8, 8)).shape == (0, 3, 8, 8)
+    with pytest.raises(ValueError, match="image_shape"):
+        D.load_dataset("drawings", "test")
+
+
 def test_synthetic_deterministic_and_learnable():
     tr = D.load_dataset("synthetic", "train", seed=3)
     te = D.load_dataset("synthetic", "test", seed=3)
@@ -451,7 +474,8 @@ def test_tinyimagenet_flat_unlabeled(tmp_path):
 def test_registry_and_status(tmp_path, monkeypatch):
     names = D.list_datasets()
     assert set(names) == {"mnist", "fashionmnist", "cifar10", "svhn", "cifar100", "cifar10-jpeg",
-                          "tinyimagenet", "tinyimagenet-val", "tinyimagenet-test", "textures", "places365", "gaussian", "uniform", "synthetic"}
+                          "tinyimagenet", "tinyimagenet-val", "tinyimagenet-test", "textures", "places365", "gaussian", "uniform", "drawings",
+                          "synthetic"}
     for n in names:
         st = D.dataset_status(n, tmp_path)
         assert set(st) >= {"present", "looked_in", "how_to_get", "source", "lossy"}

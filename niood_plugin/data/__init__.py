@@ -26,7 +26,7 @@ download (online users):
 * ``textures`` (DTD, test split of partition 1) and ``places365`` (validation images, a fixed
   subset of 10,000), unlabeled, online only: torchvision's ``DTD`` / ``Places365`` files under
   ``<root>/dtd`` resp. ``<root>/places365``, decoded once to 64x64 and cached.
-* ``gaussian``, ``uniform``, ``synthetic``: generated, always present.
+* ``gaussian``, ``uniform``, ``drawings``, ``synthetic``: generated, always present.
 
 Training batches come from :class:`BatchLoader` (``TensorData.loader``): uint8 images in
 memory, on the device, augmented per batch (:class:`CropFlip`: random crop and flip per image;
@@ -53,7 +53,7 @@ helpers shared by the sources) and ``decode`` (image decoding and its cache); th
 from .augment import AUGMENTATIONS, BatchLoader, CropFlip, build_augmentation, list_augmentations
 from .catalog import (ALIASES, DATASETS, SPLITS, DatasetSpec, dataset_status, get_spec, list_datasets,
                       load_dataset, register_dataset)
-from .generated import DEFAULT_NOISE_SIZE, make_noise, make_synthetic
+from .generated import DEFAULT_DRAWINGS_SIZE, DEFAULT_NOISE_SIZE, make_drawings, make_noise, make_synthetic
 from .decode import decode_images
 from .storage import default_data_root
 from .tensors import LUMA_WEIGHTS, TensorData, subset_indices, to_geometry
@@ -62,5 +62,5 @@ __all__ = [
     "AUGMENTATIONS", "BatchLoader", "CropFlip", "build_augmentation", "list_augmentations",
     "DATASETS", "ALIASES", "SPLITS", "DatasetSpec", "TensorData", "LUMA_WEIGHTS", "DEFAULT_NOISE_SIZE",
     "default_data_root", "register_dataset", "list_datasets", "get_spec", "dataset_status", "load_dataset",
-    "to_geometry", "subset_indices", "make_synthetic", "make_noise", "decode_images",
+    "to_geometry", "subset_indices", "make_synthetic", "make_noise", "make_drawings", "DEFAULT_DRAWINGS_SIZE", "decode_images",
 ]

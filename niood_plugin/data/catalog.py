@@ -97,6 +97,9 @@ for _spec in (
                     "val_256", subdir="places365", keep=PLACES_KEEP, small=True)),
     DatasetSpec("gaussian", "noise N(0,1) clipped to [-1,1], in the requested geometry", None, None, True, SPLITS),
     DatasetSpec("uniform", "noise U(-1,1), in the requested geometry", None, None, True, SPLITS),
+    DatasetSpec("drawings", "procedurally drawn strokes and shapes on a flat background (far OOD, no dataset "
+                "behind it), in the requested geometry; for choosing recipes, never reported", None, None, True,
+                SPLITS),
     DatasetSpec("synthetic", "tiny deterministic 10-class 28x28 pattern set (tests, smoke runs)",
                 SYNTHETIC_SHAPE, 10, True, SPLITS),
 ):
@@ -165,10 +168,10 @@ def load_dataset(name: str, split: str = "train", data_root: PathLike | None = N
         split: ``"train"`` or ``"test"`` (``tinyimagenet`` has only ``"test"``).
         data_root: where real data is looked for; default :func:`default_data_root`.
         image_shape: ``(C, H, W)`` to convert to (see :func:`to_geometry`); default the native
-            geometry.  Required for ``gaussian``/``uniform``.
+            geometry.  Required for ``gaussian``/``uniform``/``drawings``.
         limit: keep a deterministic, class-balanced subset of this many images (seeded by
-            ``seed``, see :func:`subset_indices`); for ``gaussian``/``uniform`` the number
-            generated (default 10,000), for ``synthetic`` a subset of its 300 (train) / 100
+            ``seed``, see :func:`subset_indices`); for ``gaussian``/``uniform``/``drawings`` the
+            number generated (default 10,000; ``drawings`` 2,000), for ``synthetic`` a subset of its 300 (train) / 100
             (test) images per class.
         seed: seeds the subset and the generated sets (train and test are drawn differently).
         download: let torchvision download a missing set (only works online).

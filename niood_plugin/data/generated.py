@@ -1,4 +1,5 @@
-"""Generated sets: noise images (``gaussian``, ``uniform``) and a small learnable ``synthetic`` set.
+"""Generated sets: noise images (``gaussian``, ``uniform``), procedural ``drawings`` (a far-OOD
+validation set) and a small learnable ``synthetic`` set.
 
 The noise is drawn here, vectorised, rather than with pytorch-ood's ``GaussianNoise`` /
 ``UniformNoise``: those draw one PIL image per ``__getitem__`` from a shared numpy generator
@@ -20,11 +21,13 @@ from ..validation import Interval, Options, check_param, validate_params
 from .tensors import IMAGE_SHAPE, SEED, subset_indices, to_geometry
 from ..errors import InvalidArgumentError
 
-__all__ = ["make_noise", "make_synthetic", "split_seed", "DEFAULT_NOISE_SIZE", "SYNTHETIC_PER_CLASS",
+__all__ = ["make_noise", "make_drawings", "make_synthetic", "split_seed", "DEFAULT_NOISE_SIZE", "DEFAULT_DRAWINGS_SIZE", "SYNTHETIC_PER_CLASS",
            "SYNTHETIC_CLASSES", "SYNTHETIC_SHAPE"]
 
 #: Number of images generated for ``gaussian``/``uniform`` when no ``limit`` is given.
 DEFAULT_NOISE_SIZE = 10_000
+#: Number of images generated for ``drawings`` when no ``limit`` is given.
+DEFAULT_DRAWINGS_SIZE = 2_000
 #: Images per class of the ``synthetic`` set, per split.
 SYNTHETIC_PER_CLASS = {"train": 300, "test": 100}
 SYNTHETIC_CLASSES = 10
@@ -46,6 +49,72 @@ def make_noise(kind: str, n: int, image_shape: Sequence[int], seed: int = 0) -> 
     if kind == "gaussian":
         return torch.randn(shape, generator=gen).clamp_(-1.0, 1.0)
     return torch.rand(shape, generator=gen).mul_(2.0).sub_(1.0)
+
+
+def _segment_distance(px: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Distance of the points ``px`` ``[P, 2]`` to the segments ``a -> b`` ``[..., 2]``: ``[..., P]``."""
+    ab = (b - a)[..., None, :]
+    ap = px - a[..., None, :]
+    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-9)).clamp(0, 1)
+    return (ap - t[..., None] * ab).norm(dim=-1)
+
+
+def make_drawings(n: int, image_shape: Sequence[int], seed: int = 0, chunk: int = 256) -> Tensor:
+    """``n`` procedurally drawn images in [-1, 1]: on a flat background, one to three pen strokes
+    (quadratic Bezier curves, 0.3 to 0.7 of the image long, 1.5 to 3.5 pixels wide at 32 pixels)
+    and, in half of the images, a filled ellipse or rectangle, each in a colour whose brightness
+    differs from the background's by 0.6 to 1.4; half the images grey, half in colour.  A far-OOD
+    set of drawn images made without any dataset (no digits, letters or clothing), for choosing
+    recipes; never reported.
+    """
+    validate_params({"n": n, "image_shape": image_shape, "seed": seed},
+                    {"n": [Interval(int, 0, None)], "image_shape": [IMAGE_SHAPE], "seed": [SEED]}, "make_drawings")
+    c, h, w = (int(s) for s in image_shape)
+    gen = torch.Generator().manual_seed(int(seed))
+    scale = min(h, w) / 32.0
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    px = torch.stack([xs.flatten() / w, ys.flatten() / h], 1)  # pixel centres in [0, 1]^2
+    t = torch.linspace(0, 1, 13)[:, None]
+
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(shape, generator=gen)
+
+    def tint(m: int, size: float, grey: Tensor) -> Tensor:  # zero-mean over RGB: the brightness stays
+        r = size * (rand(m, 3) - 0.5)
+        return (r - r.mean(1, keepdim=True)) * (~grey[:, None])
+
+    def colours(m: int, base: Tensor, grey: Tensor) -> tuple[Tensor, Tensor]:
+        step = 0.6 + 0.8 * rand(m)
+        sign = torch.where(base + step <= 1, 1.0, -1.0)  # away from the background, inside [-1, 1]
+        bg, fg = base[:, None] + tint(m, 0.35, grey), (base + sign * step)[:, None] + tint(m, 0.6, grey)
+        return bg.clamp(-1, 1), fg.clamp(-1, 1)
+
+    out = []
+    for m in [min(chunk, n - i) for i in range(0, n, chunk)]:
+        grey = rand(m) < 0.5
+        bg, pen = colours(m, 2 * rand(m) - 1, grey)
+        _, fill = colours(m, bg.mean(1), grey)  # the shape's: another colour away from the background
+        img = bg[:, :, None].expand(m, 3, h * w).clone()
+        # a filled ellipse or rectangle in half of the images
+        centre, radius = 0.25 + 0.5 * rand(m, 1, 2), 0.12 + 0.25 * rand(m, 1, 2)
+        rel = (px - centre) / radius
+        inside = torch.where(rand(m, 1) < 0.5, (rel ** 2).sum(-1), rel.abs().amax(-1) ** 2)
+        alpha = ((1 - inside) * 4 * scale).clamp(0, 1) * (rand(m, 1) < 0.5)
+        img = img * (1 - alpha[:, None]) + fill[:, :, None] * alpha[:, None]
+        # one to three strokes
+        start, angle = 0.1 + 0.8 * rand(m, 3, 2), 2 * math.pi * rand(m, 3)  # image, stroke, (x, y)
+        end = (start + (0.3 + 0.4 * rand(m, 3, 1)) * torch.stack([angle.cos(), angle.sin()], -1)).clamp(0.05, 0.95)
+        bend = (start + end) / 2 + 0.6 * (rand(m, 3, 2) - 0.5)
+        curve = ((1 - t) ** 2 * start[:, :, None] + 2 * t * (1 - t) * bend[:, :, None]
+                 + t ** 2 * end[:, :, None])  # [m, 3, 13, 2]
+        dist = _segment_distance(px, curve[:, :, :-1], curve[:, :, 1:]).amin(2) * min(h, w)  # [m, 3, P]
+        width = (1.5 + 2 * rand(m, 3, 1)) * scale
+        used = torch.arange(3) < torch.randint(1, 4, (m, 1), generator=gen)
+        alpha = ((width / 2 + 0.5 - dist).clamp(0, 1) * used[..., None]).amax(1)
+        img = img * (1 - alpha[:, None]) + pen[:, :, None] * alpha[:, None]
+        img = img.reshape(m, 3, h, w)
+        out.append(img if c == 3 else img.mean(1, keepdim=True).expand(m, c, h, w))
+    return torch.cat(out).contiguous() if out else torch.empty(0, c, h, w)
 
 
 def _templates(num_classes: int, size: int) -> Tensor:
@@ -99,6 +168,12 @@ def generate(name: str, split: str, image_shape, limit, seed: int) -> tuple[Tens
             raise InvalidArgumentError(f"{name} is generated in the caller's geometry: pass image_shape=(C, H, W)")
         n = limit if limit is not None else DEFAULT_NOISE_SIZE
         x = make_noise(name, n, image_shape, split_seed(seed, name, split))
+        return x, torch.full((n,), -1, dtype=torch.int64), None
+    if name == "drawings":
+        if image_shape is None:
+            raise InvalidArgumentError(f"{name} is generated in the caller's geometry: pass image_shape=(C, H, W)")
+        n = limit if limit is not None else DEFAULT_DRAWINGS_SIZE
+        x = make_drawings(n, image_shape, split_seed(seed, name, split))
         return x, torch.full((n,), -1, dtype=torch.int64), None
     check_param("name", name, [Options("synthetic")], "generate")
     x, y = make_synthetic(SYNTHETIC_PER_CLASS[split], split_seed(seed, name, split))
