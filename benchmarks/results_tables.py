@@ -23,8 +23,9 @@ file; this script replaces what is between the two lines and leaves the rest alo
 
 A run is the directory ``benchmarks/results/DATASET`` (seed 0, the config's ``out``) or
 ``DATASET-seedN``; the methods table adds the seed-0 runs of single methods under
-``DATASET-peers/*`` (``BENCHES``: each benchmark's method and detector of ours). Only the
-standard library is used, so this runs without the package.
+``DATASET-peers/*`` (``BENCHES``: each benchmark's method and detector of ours). The tables are
+built with the standard library alone, except ``cifar10:recipe``, which asks the installed
+package for each run's preset recipe and its numerics: run this where ``niood_plugin`` imports.
 """
 from __future__ import annotations
 

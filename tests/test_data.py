@@ -315,6 +315,22 @@ def test_drawings_are_flat_backgrounds_with_strokes():
         D.load_dataset("drawings", "test")
 
 
+def test_digits_come_from_scikit_learn(tmp_path):
+    """scikit-learn's bundled digits: present without any data root, 8x8 with 17 grey levels
+    scaled to [-1, 1] (0 -> -1, 16 -> 1), only a test split, converted to the ID geometry."""
+    from sklearn.datasets import load_digits
+
+    st = D.dataset_status("digits", tmp_path)
+    assert st["present"] and not st["generated"] and st["looked_in"] == []
+    d = D.load_dataset("digits", "test", data_root=tmp_path)
+    ref = load_digits()
+    assert d.x.shape == (1797, 1, 8, 8) and d.num_classes == 10 and torch.equal(d.y, torch.as_tensor(ref.target))
+    torch.testing.assert_close(d.x[:, 0].double(), torch.as_tensor(ref.images) / 8 - 1, atol=1.01 / 255, rtol=0)
+    assert D.load_dataset("digits", "test", data_root=tmp_path, image_shape=(3, 32, 32), limit=100).x.shape == (100, 3, 32, 32)
+    with pytest.raises(ValueError, match="only the test split"):
+        D.load_dataset("digits", "train", data_root=tmp_path)
+
+
 def test_synthetic_deterministic_and_learnable():
     tr = D.load_dataset("synthetic", "train", seed=3)
     te = D.load_dataset("synthetic", "test", seed=3)
@@ -474,12 +490,12 @@ def test_tinyimagenet_flat_unlabeled(tmp_path):
 def test_registry_and_status(tmp_path, monkeypatch):
     names = D.list_datasets()
     assert set(names) == {"mnist", "fashionmnist", "cifar10", "svhn", "cifar100", "cifar10-jpeg",
-                          "tinyimagenet", "tinyimagenet-val", "tinyimagenet-test", "textures", "places365", "gaussian", "uniform", "drawings",
+                          "tinyimagenet", "tinyimagenet-val", "tinyimagenet-test", "textures", "places365", "gaussian", "uniform", "drawings", "digits",
                           "synthetic"}
     for n in names:
         st = D.dataset_status(n, tmp_path)
         assert set(st) >= {"present", "looked_in", "how_to_get", "source", "lossy"}
-        assert st["present"] == D.get_spec(n).generated
+        assert st["present"] == (D.get_spec(n).generated or n == "digits")  # digits: inside scikit-learn
     assert D.get_spec("MNIST").shape == (1, 28, 28) and D.get_spec("cifar-100").num_classes == 100
     assert D.get_spec("tiny-imagenet").locations(tmp_path) == [str(tmp_path / "tinyimagenet"),
                                                                str(tmp_path / "tinyimagenet-test.tar.gz")]

@@ -37,7 +37,7 @@ def test_data_modules_import_one_way():
 
     for m in graph:
         reach(m)
-    sources = {"images", "torchvision_sets", "web_sets"}
+    sources = {"images", "torchvision_sets", "web_sets", "bundled"}
     for m in sources:
         assert not below[m] & (sources | {"catalog", "__init__"}), m
     assert below["source"] <= {"storage"} and below["decode"] <= {"storage"}

@@ -11,6 +11,7 @@ import torch
 
 from ..registry import Registry
 from ..validation import Boolean, InstanceOf, Interval, Options, validate_params
+from .bundled import SklearnSource
 from .generated import SYNTHETIC_SHAPE, generate
 from .images import ImageFolderSource, Part
 from .source import SPLITS, DatasetSpec
@@ -83,6 +84,10 @@ for _spec in (
                 "(for reporting)", (3, 64, 64), None, False, ("test",), "tinyimagenet",
                 "tinyimagenet-test.tar.gz", lossy=True, source=ImageFolderSource(
                     _TINY_HINT, layout="flat", part=Part("test", TINY_VAL_SIZE, TINY_SPLIT_SEED))),
+    DatasetSpec("digits", "scikit-learn's bundled handwritten digits (UCI optical recognition, 1,797 images, 17 "
+                "grey levels), unlabeled use as far OOD; for choosing recipes, never reported", (1, 8, 8), 10, False,
+                ("test",), source=SklearnSource("load_digits", 17, "install scikit-learn (a dependency of "
+                                                "niood-plugin); the set ships inside it")),
     DatasetSpec("textures", "Describable Textures (DTD) test split, partition 1 (1,880 images), shorter side resized "
                 "and center-cropped to 64x64, unlabeled (OOD use; torchvision, online only)", (3, 64, 64), None, False,
                 ("test",), "dtd", lossy=True, source=WebImageSource(

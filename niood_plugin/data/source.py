@@ -4,8 +4,8 @@ source shares (one-line errors, calling a ``torchvision.datasets`` class).
 
 Layering of :mod:`niood_plugin.data`, each module importing only those below it:
 ``storage``, ``augment``, ``tensors``, ``generated`` (no sources) < ``source``, ``decode`` <
-``images``, ``torchvision_sets``, ``web_sets`` (one family of sources each, none importing
-another) < ``catalog`` (every registered name, :func:`~niood_plugin.data.catalog.load_dataset`).
+``images``, ``torchvision_sets``, ``web_sets``, ``bundled`` (one family of sources each, none
+importing another) < ``catalog`` (every registered name, :func:`~niood_plugin.data.catalog.load_dataset`).
 """
 from __future__ import annotations
 
