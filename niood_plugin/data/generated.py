@@ -163,17 +163,12 @@ def make_synthetic(n_per_class: int, seed: int = 0, num_classes: int = SYNTHETIC
 
 def generate(name: str, split: str, image_shape, limit, seed: int) -> tuple[Tensor, Tensor, list[str] | None]:
     """``x`` float [-1, 1], ``y``, classes of a generated set (``limit``: size or subset)."""
-    if name in ("gaussian", "uniform"):
+    if name in ("gaussian", "uniform", "drawings"):  # made in the caller's geometry
         if image_shape is None:
             raise InvalidArgumentError(f"{name} is generated in the caller's geometry: pass image_shape=(C, H, W)")
-        n = limit if limit is not None else DEFAULT_NOISE_SIZE
-        x = make_noise(name, n, image_shape, split_seed(seed, name, split))
-        return x, torch.full((n,), -1, dtype=torch.int64), None
-    if name == "drawings":
-        if image_shape is None:
-            raise InvalidArgumentError(f"{name} is generated in the caller's geometry: pass image_shape=(C, H, W)")
-        n = limit if limit is not None else DEFAULT_DRAWINGS_SIZE
-        x = make_drawings(n, image_shape, split_seed(seed, name, split))
+        n = limit if limit is not None else DEFAULT_DRAWINGS_SIZE if name == "drawings" else DEFAULT_NOISE_SIZE
+        sub_seed = split_seed(seed, name, split)
+        x = make_drawings(n, image_shape, sub_seed) if name == "drawings" else make_noise(name, n, image_shape, sub_seed)
         return x, torch.full((n,), -1, dtype=torch.int64), None
     check_param("name", name, [Options("synthetic")], "generate")
     x, y = make_synthetic(SYNTHETIC_PER_CLASS[split], split_seed(seed, name, split))
